@@ -1,0 +1,1 @@
+"""rt core: the CLI, the plugin system and its public API (rt.core.api), the state store."""

@@ -1,0 +1,38 @@
+"""The public plugin API. Plugins import from here and from rt.spec, nothing else of rt.
+
+Heavy parts load on first use (PEP 562), so a backend imported by a short verb
+(`state`, `kill`, `start`, `delete`) pulls in only what that verb needs.
+"""
+from .backend import Backend, Created, CreateRequest
+from .errors import NotFound, NotSupported, RtError
+
+__all__ = ["Backend", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
+           "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "launch_shim", "release_barrier",
+           "make_barrier", "ShimFailed"]
+
+_LAZY = {
+    "hookimpl": ("pluggy", None),
+    "Cgroup": (".cgroups", "Cgroup"),
+    "CgroupLayout": (".cgroups", "Layout"),
+    "normalize_cgroup_path": (".cgroups", "normalize_path"),
+    "build_plan": (".plan", "build_plan"),
+    "build_exec_plan": (".plan", "build_exec_plan"),
+    "launch_shim": ("rt.shim.launcher", "launch"),
+    "ShimFailed": ("rt.shim.protocol", "ShimFailed"),
+    "release_barrier": (".barrier", "release"),
+    "make_barrier": (".barrier", "make"),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(name)
+    import importlib
+    mod, attr = _LAZY[name]
+    if name == "hookimpl":
+        import pluggy
+        value = pluggy.HookimplMarker("rt")
+    else:
+        value = getattr(importlib.import_module(mod, __package__), attr)
+    globals()[name] = value
+    return value

@@ -1,0 +1,60 @@
+"""The Backend base class: the per-isolation-kind mechanism behind the verbs.
+
+The core owns the state store, locking, status checks and the pid-file; a backend
+only does the work. Methods a kind cannot do raise NotSupported (the default).
+Kept import-light: short verbs load a backend directly by its import path.
+"""
+from .errors import NotSupported
+
+
+class CreateRequest:
+    """What `create` gives a backend."""
+
+    def __init__(self, *, id, bundle, spec, config, state_dir, fifo, pid_file=None, console_socket=None,
+                 no_pivot=False, preserve_fds=0, warn=None):
+        self.id, self.bundle, self.spec, self.config = id, bundle, spec, config
+        self.state_dir, self.fifo, self.pid_file = state_dir, fifo, pid_file
+        self.console_socket, self.no_pivot, self.preserve_fds = console_socket, no_pivot, preserve_fds
+        self.warn = warn or (lambda msg: None)
+
+
+class Created:
+    """pid: the host pid that `state` reports and the pid-file holds.
+    extra: JSON-able data the backend wants back in later verbs (container.extra)."""
+
+    def __init__(self, pid: int, extra: dict | None = None):
+        self.pid, self.extra = pid, extra or {}
+
+
+class Backend:
+    """Subclass per isolation kind. `container` arguments expose: id, dir, pid, extra (dict),
+    record (the whole persisted record), status() and alive()."""
+
+    name = "?"
+
+    def create(self, req: CreateRequest) -> Created:
+        raise NotSupported(self.name, "create")
+
+    def start(self, container) -> None:
+        raise NotSupported(self.name, "start")
+
+    def kill(self, container, sig: int, all: bool = False) -> None:
+        raise NotSupported(self.name, "kill")
+
+    def delete(self, container) -> None:
+        """Release everything the container holds. The core has already stopped it."""
+
+    def pids(self, container) -> list[int]:
+        raise NotSupported(self.name, "ps")
+
+    def pause(self, container) -> None:
+        raise NotSupported(self.name, "pause")
+
+    def resume(self, container) -> None:
+        raise NotSupported(self.name, "resume")
+
+    def update(self, container, resources: dict) -> None:
+        raise NotSupported(self.name, "update")
+
+    def exec(self, container, req) -> int:
+        raise NotSupported(self.name, "exec")

@@ -1,0 +1,295 @@
+"""cgroup v1, hybrid and v2: detection and one container cgroup. Knows nothing of containers.
+
+Resources come as OCI `linux.resources` JSON (dict with the spec's names), so the same
+code serves `create` and `update --resources FILE`.
+"""
+import errno
+import os
+import signal
+import time
+
+V1, HYBRID, V2 = "v1", "hybrid", "v2"
+
+
+class Layout:
+    """Which hierarchies are mounted where (read from /proc/self/mountinfo)."""
+
+    def __init__(self, mode: str, v1: dict[str, str], unified: str | None):
+        self.mode, self.v1, self.unified = mode, v1, unified
+
+    @classmethod
+    def detect(cls, mountinfo: str = "/proc/self/mountinfo") -> "Layout":
+        v1: dict[str, str] = {}
+        unified = None
+        with open(mountinfo) as f:
+            for line in f:
+                pre, _, post = line.partition(" - ")
+                fstype, _src, opts = (post.split() + ["", ""])[:3]
+                mnt = pre.split()[4]
+                if fstype == "cgroup2":
+                    unified = unified or mnt
+                elif fstype == "cgroup":
+                    for o in opts.split(","):
+                        if o in ("rw", "ro") or o.startswith("release_agent") or o in ("clone_children", "noprefix", "xattr"):
+                            continue
+                        v1.setdefault(o, mnt)
+        if unified and not v1:
+            return cls(V2, {}, unified)
+        return cls(HYBRID if unified else V1, v1, unified)
+
+    def controllers(self) -> set[str]:
+        if self.mode == V2:
+            try:
+                with open(os.path.join(self.unified, "cgroup.controllers")) as f:
+                    return set(f.read().split())
+            except OSError:
+                return set()
+        return {k for k in self.v1 if not k.startswith("name=")}
+
+
+def normalize_path(cgroups_path: str | None, cid: str) -> str:
+    """linux.cgroupsPath as an absolute path; systemd-style "slice:prefix:name" maps to a scope."""
+    if not cgroups_path:
+        return f"/rt/{cid}"
+    if ":" in cgroups_path and not cgroups_path.startswith("/"):
+        sl, prefix, name = (cgroups_path.split(":") + ["", ""])[:3]
+        sl = sl or "system.slice"
+        parts, acc = [], ""
+        for piece in sl.removesuffix(".slice").split("-"):  # a-b.slice lives in a.slice/a-b.slice
+            acc = f"{acc}-{piece}" if acc else piece
+            parts.append(acc + ".slice")
+        if sl == "-.slice":
+            parts = []
+        return "/" + "/".join(parts + [f"{prefix}-{name}.scope" if prefix else f"{name}.scope"])
+    return cgroups_path if cgroups_path.startswith("/") else "/" + cgroups_path
+
+
+def _write(path: str, value) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def shares_to_weight(shares: int) -> int:
+    """runc's conversion of cpu.shares [2..262144] to cpu.weight [1..10000]."""
+    return 0 if shares == 0 else 1 + ((shares - 2) * 9999) // 262142
+
+
+class Cgroup:
+    def __init__(self, path: str, layout: Layout | None = None):
+        self.path = path
+        self.layout = layout or Layout.detect()
+
+    # --- where ------------------------------------------------------------------
+    def dirs(self) -> dict[str, str]:
+        """controller (or "" for the v2 tree) -> directory of this cgroup."""
+        rel = self.path.lstrip("/")
+        out = {}
+        seen = set()
+        for ctrl, mnt in self.layout.v1.items():
+            if mnt not in seen:
+                seen.add(mnt)
+                out[ctrl] = os.path.join(mnt, rel)
+        if self.layout.unified:
+            out[""] = os.path.join(self.layout.unified, rel)
+        return out
+
+    def _dir(self, ctrl: str) -> str | None:
+        if self.layout.mode == V2:
+            return self.dirs()[""]
+        mnt = self.layout.v1.get(ctrl)
+        return os.path.join(mnt, self.path.lstrip("/")) if mnt else None
+
+    @property
+    def main_dir(self) -> str:
+        d = self.dirs()
+        return d.get("") if self.layout.mode == V2 else (d.get("pids") or d.get("memory") or next(iter(d.values())))
+
+    # --- lifecycle --------------------------------------------------------------
+    def create(self) -> None:
+        for ctrl, d in self.dirs().items():
+            if ctrl == "cpuset":
+                self._mkdir_cpuset(d)
+            else:
+                os.makedirs(d, exist_ok=True)
+        if self.layout.mode == V2:
+            self._enable_v2_controllers()
+
+    def _mkdir_cpuset(self, d: str) -> None:
+        # v1 cpuset: a new group has empty cpus/mems and refuses tasks until they are set.
+        mnt = self.layout.v1["cpuset"]
+        cur = mnt
+        for part in os.path.relpath(d, mnt).split("/"):
+            parent, cur = cur, os.path.join(cur, part)
+            os.makedirs(cur, exist_ok=True)
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                if not _read(os.path.join(cur, f)):
+                    _write(os.path.join(cur, f), _read(os.path.join(parent, f)))
+
+    def _enable_v2_controllers(self) -> None:
+        root = self.layout.unified
+        want = self.layout.controllers() & {"cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc"}
+        # enable in every ancestor between the root and our group
+        parts = self.path.strip("/").split("/")[:-1]
+        cur = root
+        for part in [None] + parts:
+            if part:
+                cur = os.path.join(cur, part)
+            try:
+                have = set(_read(os.path.join(cur, "cgroup.controllers")).split())
+                on = set(_read(os.path.join(cur, "cgroup.subtree_control")).split())
+                missing = (want & have) - on
+                if missing:
+                    _write(os.path.join(cur, "cgroup.subtree_control"), " ".join("+" + c for c in sorted(missing)))
+            except OSError:
+                pass
+
+    def join(self, pid: int) -> None:
+        for d in self.dirs().values():
+            _write(os.path.join(d, "cgroup.procs"), pid)
+
+    def procs(self) -> list[int]:
+        try:
+            return sorted({int(x) for x in _read(os.path.join(self.main_dir, "cgroup.procs")).split()})
+        except FileNotFoundError:
+            return []
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.main_dir)
+
+    # --- freezer ----------------------------------------------------------------
+    def _freeze_file(self) -> tuple[str, str, str] | None:
+        if self.layout.unified and os.path.exists(os.path.join(self.dirs()[""], "cgroup.freeze")):
+            return os.path.join(self.dirs()[""], "cgroup.freeze"), "1", "0"
+        d = self._dir("freezer")
+        if d:
+            return os.path.join(d, "freezer.state"), "FROZEN", "THAWED"
+        return None
+
+    def set_frozen(self, frozen: bool, timeout: float = 5.0) -> None:
+        f = self._freeze_file()
+        if f is None:
+            raise OSError(errno.ENOTSUP, "no freezer cgroup on this host")
+        path, on, off = f
+        _write(path, on if frozen else off)
+        if path.endswith("freezer.state"):  # v1 passes through FREEZING
+            deadline = time.monotonic() + timeout
+            while _read(path) not in (on if frozen else off) and time.monotonic() < deadline:
+                time.sleep(0.001)
+        # keep the other hierarchy in step on hybrid hosts
+        d = self._dir("freezer")
+        if d and not path.endswith("freezer.state"):
+            _write(os.path.join(d, "freezer.state"), "FROZEN" if frozen else "THAWED")
+
+    def frozen(self) -> bool:
+        f = self._freeze_file()
+        return bool(f) and _read(f[0]) in ("1", "FROZEN", "FREEZING")
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every process; SIGKILL uses cgroup.kill where the kernel has it."""
+        d = self.dirs().get("")
+        if sig == signal.SIGKILL and d and os.path.exists(os.path.join(d, "cgroup.kill")):
+            _write(os.path.join(d, "cgroup.kill"), 1)
+            return
+        for pid in self.procs():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        """Remove the group (and empty parents we may have made under /rt)."""
+        deadline = time.monotonic() + timeout
+        for d in sorted(self.dirs().values(), key=len, reverse=True):
+            while os.path.isdir(d):
+                try:
+                    for sub in sorted((os.path.join(r, n) for r, ns, _ in os.walk(d, topdown=False) for n in ns), key=len, reverse=True):
+                        os.rmdir(sub)
+                    os.rmdir(d)
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    self.kill_all()
+                    time.sleep(0.005)
+            parent = os.path.dirname(d)
+            if os.path.basename(parent) == "rt":
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    pass
+
+    # --- resources --------------------------------------------------------------
+    def apply(self, res: dict | None) -> list[str]:
+        """Write OCI linux.resources; returns what could not be applied (for the log)."""
+        if not res:
+            return []
+        writes: list[tuple[str, str, object]] = []
+        mem, cpu, pids = res.get("memory") or {}, res.get("cpu") or {}, res.get("pids") or {}
+        v2 = self.layout.mode == V2
+        if v2:
+            if mem.get("limit") is not None:
+                writes.append(("memory", "memory.max", "max" if mem["limit"] < 0 else mem["limit"]))
+            if mem.get("reservation") is not None:
+                writes.append(("memory", "memory.low", mem["reservation"]))
+            if mem.get("swap") is not None:
+                swap = mem["swap"]
+                lim = mem.get("limit")
+                val = "max" if swap < 0 else (swap - lim if lim and lim > 0 else swap)
+                writes.append(("memory", "memory.swap.max", val))
+            if mem.get("disableOOMKiller"):
+                pass  # no v2 equivalent; runc ignores it there too
+            if cpu.get("shares"):
+                writes.append(("cpu", "cpu.weight", shares_to_weight(cpu["shares"])))
+            if cpu.get("quota") is not None or cpu.get("period") is not None:
+                q = cpu.get("quota")
+                writes.append(("cpu", "cpu.max", f"{'max' if q is None or q < 0 else q} {cpu.get('period') or 100000}"))
+            if cpu.get("cpus"):
+                writes.append(("cpuset", "cpuset.cpus", cpu["cpus"]))
+            if cpu.get("mems"):
+                writes.append(("cpuset", "cpuset.mems", cpu["mems"]))
+            if pids.get("limit") is not None:
+                writes.append(("pids", "pids.max", "max" if pids["limit"] <= 0 else pids["limit"]))
+            for k, v in (res.get("unified") or {}).items():
+                writes.append((k.split(".")[0], k, v))
+        else:
+            if mem.get("limit") is not None:
+                writes.append(("memory", "memory.limit_in_bytes", mem["limit"]))
+            if mem.get("reservation") is not None:
+                writes.append(("memory", "memory.soft_limit_in_bytes", mem["reservation"]))
+            if mem.get("swap") is not None:
+                writes.append(("memory", "memory.memsw.limit_in_bytes", mem["swap"]))
+            if mem.get("swappiness") is not None:
+                writes.append(("memory", "memory.swappiness", mem["swappiness"]))
+            if mem.get("disableOOMKiller"):
+                writes.append(("memory", "memory.oom_control", 1))
+            if cpu.get("shares"):
+                writes.append(("cpu", "cpu.shares", cpu["shares"]))
+            if cpu.get("period"):
+                writes.append(("cpu", "cpu.cfs_period_us", cpu["period"]))
+            if cpu.get("quota") is not None:
+                writes.append(("cpu", "cpu.cfs_quota_us", cpu["quota"]))
+            if cpu.get("cpus"):
+                writes.append(("cpuset", "cpuset.cpus", cpu["cpus"]))
+            if cpu.get("mems"):
+                writes.append(("cpuset", "cpuset.mems", cpu["mems"]))
+            if pids.get("limit") is not None:
+                writes.append(("pids", "pids.max", "max" if pids["limit"] <= 0 else pids["limit"]))
+        skipped = []
+        if res.get("unified") and not v2:
+            skipped.append("linux.resources.unified needs cgroup v2 (this host is %s)" % self.layout.mode)
+        for ctrl, name, value in writes:
+            d = self._dir(ctrl)
+            if d is None:
+                skipped.append(f"{name}: no {ctrl} controller on this host")
+                continue
+            _write(os.path.join(d, name), value)
+        return skipped

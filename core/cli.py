@@ -1,0 +1,183 @@
+"""The runc-compatible command line. Parsing only; each verb lives in rt.core.verbs.<verb>.
+
+A small table-driven parser instead of argparse: it follows runc's conventions
+(flags before positional arguments, `--flag value` and `--flag=value`) and keeps
+the short verbs' start-up cheap.
+"""
+import importlib
+import os
+import sys
+
+from . import log
+from .errors import RtError
+
+VERSION = "0.1.0"
+OCI_VERSION = "1.2.0"
+
+B, S, I, L = "bool", "str", "int", "list"
+GLOBAL = [
+    (("--root",), "root", S, "/run/rt", "root directory for storage of container state"),
+    (("--log",), "log", S, None, "log file (default: stderr)"),
+    (("--log-format",), "log_format", S, "text", "log format: text or json"),
+    (("--debug",), "debug", B, False, "enable debug logging"),
+    (("--systemd-cgroup",), "systemd_cgroup", B, False, "accepted for runc compatibility"),
+    (("--rootless",), "rootless", S, "auto", "accepted for runc compatibility"),
+    (("--criu",), "criu", S, None, "accepted for runc compatibility"),
+    (("--plugin",), "plugin", S, None, "isolation plugin to use (overrides the default; see `rt features`)"),
+]
+_CREATE = [
+    (("--bundle", "-b"), "bundle", S, ".", "path to the bundle directory"),
+    (("--console-socket",), "console_socket", S, None, "unix socket that receives the pty master"),
+    (("--pid-file",), "pid_file", S, None, "file to write the container process pid to"),
+    (("--no-pivot",), "no_pivot", B, False, "use MS_MOVE + chroot instead of pivot_root"),
+    (("--no-new-keyring",), "no_new_keyring", B, False, "do not create a new session keyring"),
+    (("--preserve-fds",), "preserve_fds", I, 0, "pass N additional fds (from 3) to the container"),
+]
+VERBS = {
+    "create": (_CREATE, ["container-id"], "create a container"),
+    "run": (_CREATE + [(("--detach", "-d"), "detach", B, False, "detach from the container"),
+                       (("--keep",), "keep", B, False, "keep the container's state after it exits")],
+            ["container-id"], "create and start a container"),
+    "start": ([], ["container-id"], "start a created container"),
+    "state": ([], ["container-id"], "output the state of a container"),
+    "kill": ([(("--all", "-a"), "all", B, False, "send the signal to all processes")],
+             ["container-id", "[signal]"], "send a signal to the container's init (default SIGTERM)"),
+    "delete": ([(("--force", "-f"), "force", B, False, "kill the container first if it is running")],
+               ["container-id"], "delete a container's resources"),
+    "list": ([(("--format", "-f"), "format", S, "table", "table or json"),
+              (("--quiet", "-q"), "quiet", B, False, "print only the ids")], [], "list containers"),
+    "ps": ([(("--format", "-f"), "format", S, "table", "table or json")],
+           ["container-id", "[ps options]"], "list processes in a container"),
+    "exec": ([(("--console-socket",), "console_socket", S, None, "pty master receiver"),
+              (("--cwd",), "cwd", S, None, "working directory"),
+              (("--env", "-e"), "env", L, [], "set an environment variable"),
+              (("--tty", "-t"), "tty", B, False, "allocate a pty"),
+              (("--user", "-u"), "user", S, None, "uid[:gid]"),
+              (("--additional-gids", "-g"), "additional_gids", L, [], "additional gids"),
+              (("--process", "-p"), "process", S, None, "path to a process.json"),
+              (("--detach", "-d"), "detach", B, False, "detach"),
+              (("--pid-file",), "pid_file", S, None, "pid file"),
+              (("--process-label",), "process_label", S, None, "SELinux label"),
+              (("--apparmor",), "apparmor", S, None, "AppArmor profile"),
+              (("--no-new-privs",), "no_new_privs", B, False, "set no_new_privs"),
+              (("--cap", "-c"), "cap", L, [], "add a capability"),
+              (("--preserve-fds",), "preserve_fds", I, 0, "pass N additional fds"),
+              (("--ignore-paused",), "ignore_paused", B, False, "allow exec in a paused container")],
+             ["container-id", "command", "[args...]"], "run a new process in a running container"),
+    "pause": ([], ["container-id"], "freeze every process of a container"),
+    "resume": ([], ["container-id"], "thaw a paused container"),
+    "update": ([(("--resources", "-r"), "resources", S, None, "linux.resources JSON file, or - for stdin"),
+                (("--memory",), "memory", S, None, "memory limit in bytes"),
+                (("--pids-limit",), "pids_limit", S, None, "maximum number of pids"),
+                (("--cpu-shares",), "cpu_shares", S, None, "cpu shares"),
+                (("--cpu-quota",), "cpu_quota", S, None, "cpu quota"),
+                (("--cpu-period",), "cpu_period", S, None, "cpu period"),
+                (("--cpuset-cpus",), "cpuset_cpus", S, None, "cpus"),
+                (("--cpuset-mems",), "cpuset_mems", S, None, "memory nodes")],
+               ["container-id"], "update a container's resource limits"),
+    "features": ([], [], "show what this runtime and its plugins support"),
+    "spec": ([(("--bundle", "-b"), "bundle", S, ".", "where to write config.json"),
+              (("--rootless",), "rootless", B, False, "a spec for a rootless container")],
+             [], "create a new config.json"),
+}
+
+
+class Opts(dict):
+    __getattr__ = dict.get
+
+
+def _parse_flags(argv: list[str], table, where: str) -> tuple[Opts, list[str]]:
+    opts = Opts({key: (list(d) if kind == L else d) for _, key, kind, d, _ in table})
+    index = {name: (key, kind) for names, key, kind, _, _ in table for name in names}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return opts, argv[i + 1:]
+        if not a.startswith("-") or a == "-":
+            break
+        name, eq, value = a.partition("=")
+        if name not in index:
+            raise RtError(f"flag provided but not defined: {name}" + (f" ({where})" if where else ""))
+        key, kind = index[name]
+        if kind == B:
+            opts[key] = value.lower() not in ("false", "0") if eq else True
+        else:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise RtError(f"flag needs an argument: {name}")
+                value = argv[i]
+            if kind == I:
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise RtError(f"invalid value {value!r} for flag {name}: must be an integer")
+            if kind == L:
+                opts[key].append(value)
+            else:
+                opts[key] = value
+        i += 1
+    return opts, argv[i:]
+
+
+def usage(verb: str | None = None) -> str:
+    prog = os.path.basename(sys.argv[0]) or "rt"
+    if verb:
+        table, pos, helptext = VERBS[verb]
+        lines = [f"usage: {prog} {verb} [options] {' '.join(pos)}", f"  {helptext}"]
+        lines += [f"  {', '.join(n):28} {h}" for n, _, _, _, h in table]
+        return "\n".join(lines) + "\n"
+    lines = [f"usage: {prog} [global options] COMMAND [options] [arguments]", "", "commands:"]
+    lines += [f"  {v:10} {h}" for v, (_, _, h) in VERBS.items()]
+    lines += ["", "global options:"] + [f"  {', '.join(n):28} {h}" for n, _, _, _, h in GLOBAL]
+    return "\n".join(lines) + "\n"
+
+
+def version_text() -> str:
+    return f"rt version {VERSION}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        g, rest = _parse_flags(argv, GLOBAL + [(("--version", "-v"), "version", B, False, ""),
+                                               (("--help", "-h"), "help", B, False, "")], "")
+        log.configure(g.log, g.log_format, g.debug)
+        if g.log_format not in ("text", "json"):
+            raise RtError(f"unknown log-format {g.log_format!r}: use text or json")
+        if g.version:
+            sys.stdout.write(version_text())
+            return 0
+        if g.help or not rest or rest[0] == "help":
+            sys.stdout.write(usage())
+            return 0 if (g.help or rest) else 1
+        verb, args = rest[0], rest[1:]
+        # argv0 rt-NAME picks the plugin, as an explicit choice.
+        base = os.path.basename(sys.argv[0])
+        if g.plugin is None and base.startswith("rt-"):
+            g["plugin"] = base[3:]
+        if verb in VERBS:
+            table, _, _ = VERBS[verb]
+            if args and args[0] in ("-h", "--help"):
+                sys.stdout.write(usage(verb))
+                return 0
+            opts, pos = _parse_flags(args, table, verb)
+            mod = importlib.import_module(f"rt.core.verbs.{verb}_cmd" if verb in ("list", "exec", "spec")
+                                          else f"rt.core.verbs.{verb}")
+            return mod.run(g, opts, pos) or 0
+        from .verbs import plugin_verb
+        return plugin_verb.run(g, verb, args)
+    except RtError as e:
+        log.error(e.msg)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def need_id(pos: list[str], verb: str) -> str:
+    if not pos:
+        raise RtError(f'"{verb}" requires a container id')
+    return pos[0]

@@ -1,0 +1,35 @@
+"""The hooks an rt plugin implements. Every hook here is documented in docs/plugins.md.
+
+A plugin is any module or object registered under the `rt.plugins` entry-point group
+(the built-in plugins use the same group). Hooks are synchronous: they describe and
+check; the async or long-running work lives in the Backend classes they register.
+"""
+import pluggy
+
+hookspec = pluggy.HookspecMarker("rt")
+
+
+@hookspec
+def rt_register(registry):
+    """Register what the plugin provides.
+
+    Call ``registry.add_backend(name, "module:Class", version=..., summary=...)`` for each
+    isolation kind (the backend is named by import path, so later verbs can load it
+    without scanning plugins), and ``registry.add_verb(name, "module:function", help=...)``
+    for extra CLI verbs (e.g. ``rt console``).
+    """
+
+
+@hookspec
+def rt_check_spec(spec, plugin):
+    """Check or adjust a decoded, validated config before ``create``.
+
+    ``spec`` is an ``rt.spec.Spec``; ``plugin`` the name of the chosen backend. Raise
+    ``rt.spec.SpecError`` or ``rt.core.api.RtError`` to reject it with a clear message.
+    Called for every installed plugin, so a plugin only checks its own annotations.
+    """
+
+
+@hookspec
+def rt_features(features):
+    """Add to the ``rt features`` document (a dict in runtime-spec features.md shape)."""

@@ -1,0 +1,251 @@
+"""Turn a validated OCI spec into the plan that the lean stub executes.
+
+All policy lives here (defaults, option parsing, capability filtering); the stub
+only performs syscalls. Plugins call `build_plan` and may adjust the result.
+"""
+import os
+
+from .errors import RtError
+
+# Linux capability numbers, in order (CAP_CHOWN = 0 ...).
+CAP_NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+]
+RLIMIT_NUMBERS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+# mount(2) flags: option -> (set?, flag)
+_FLAGS = {
+    "ro": (True, 1), "rw": (False, 1), "nosuid": (True, 2), "suid": (False, 2), "nodev": (True, 4),
+    "dev": (False, 4), "noexec": (True, 8), "exec": (False, 8), "sync": (True, 16), "async": (False, 16),
+    "remount": (True, 32), "mand": (True, 64), "nomand": (False, 64), "dirsync": (True, 128),
+    "noatime": (True, 1024), "atime": (False, 1024), "nodiratime": (True, 2048), "diratime": (False, 2048),
+    "bind": (True, 4096), "rbind": (True, 4096 | 16384), "relatime": (True, 1 << 21),
+    "norelatime": (False, 1 << 21), "strictatime": (True, 1 << 24), "nostrictatime": (False, 1 << 24),
+    "silent": (True, 32768), "loud": (False, 32768), "lazytime": (True, 1 << 25), "nolazytime": (False, 1 << 25),
+}
+MS_REC, MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 16384, 1 << 17, 1 << 18, 1 << 19, 1 << 20
+_PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+DEFAULT_DEVICES = [  # path, type, major, minor
+    ("/dev/null", "c", 1, 3), ("/dev/zero", "c", 1, 5), ("/dev/full", "c", 1, 7),
+    ("/dev/random", "c", 1, 8), ("/dev/urandom", "c", 1, 9), ("/dev/tty", "c", 5, 0),
+]
+DEFAULT_SYMLINKS = [
+    ("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"), ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"), ("/dev/core", "/proc/kcore"),
+]
+
+
+def parse_mount_options(options: list[str]) -> tuple[int, list[int], str, bool]:
+    """-> (flags, propagation flags, data string, recursive bind)."""
+    flags, prop, data, rec = 0, [], [], False
+    for o in options:
+        if o in _FLAGS:
+            on, f = _FLAGS[o]
+            flags = flags | f if on else flags & ~f
+            rec = rec or o == "rbind"
+        elif o in _PROPAGATION:
+            prop.append(_PROPAGATION[o])
+        else:
+            data.append(o)
+    return flags & ~MS_REC if not rec else flags, prop, ",".join(data), rec
+
+
+def host_capabilities() -> tuple[int, int]:
+    """(bounding set mask, last cap number) of this process."""
+    bnd = 0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                bnd = int(line.split()[1], 16)
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except OSError:
+        last = len(CAP_NAMES) - 1
+    return bnd, last
+
+
+def capability_plan(caps, warn) -> dict | None:
+    if caps is None:
+        return None
+    bnd, _ = host_capabilities()
+    out, missing = {}, set()
+    for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+        nums = []
+        for name in getattr(caps, kind):
+            n = CAP_NAMES.index(name)
+            if bnd & (1 << n):
+                nums.append(n)
+            else:
+                missing.add(name)
+        out[kind] = nums
+    if missing:
+        warn("capabilities not in the host's bounding set, left out: " + ", ".join(sorted(missing)))
+    # The kernel raises an ambient cap only when it is permitted and inheritable too.
+    amb = [n for n in out["ambient"] if n in out["permitted"] and n in out["inheritable"]]
+    if len(amb) != len(out["ambient"]):
+        warn("ambient capabilities not also in permitted and inheritable are left out")
+        out["ambient"] = amb
+    return out
+
+
+def cgroup_mount_binds(cgroup) -> list[tuple[str, str]]:
+    """For a cgroup mount without cgroupns: (subdir name, host dir) pairs of the container's cgroup."""
+    if cgroup.layout.mode == "v2":
+        return [("", cgroup.dirs()[""])]
+    binds = []
+    for ctrl, d in cgroup.dirs().items():
+        binds.append((ctrl.removeprefix("name=") if ctrl else "unified", d))
+    return binds
+
+
+def build_plan(spec, *, rootfs: str, fifo: str | None, cgroup=None, no_pivot: bool = False,
+               preserve_fds: int = 0, warn=lambda msg: None) -> dict:
+    linux = spec.linux
+    proc = spec.process
+    if proc is None:
+        raise RtError("config.json: $.process: a process is required to create a container")
+    namespaces = linux.namespaces if linux else []
+    join, unshare = [], []
+    for ns in sorted(namespaces, key=lambda n: n.type != "user"):
+        if ns.type == "user" and not ns.path:
+            raise RtError("user namespaces are not supported by this rt build yet")
+        (join.append((ns.type, ns.path)) if ns.path else unshare.append(ns.type))
+    types = {ns.type for ns in namespaces}
+    if linux and linux.seccomp is not None:
+        raise RtError("config.json: $.linux.seccomp: seccomp is not supported by this rt build yet")
+    if spec.hooks is not None and any(getattr(spec.hooks, k) for k in (
+            "prestart", "create_runtime", "create_container", "start_container", "poststart", "poststop")):
+        raise RtError("config.json: $.hooks: hooks are not supported by this rt build yet")
+    if proc.apparmor_profile:
+        raise RtError("config.json: $.process.apparmorProfile: AppArmor is not enabled on this host")
+    if proc.selinux_label or (linux and linux.mount_label):
+        raise RtError("config.json: $.process.selinuxLabel: SELinux is not enabled on this host")
+    if proc.terminal:
+        raise RtError("config.json: $.process.terminal: terminals are not supported by this rt build yet")
+
+    mounts, dev_is_tmpfs, has_pts = [], False, False
+    for i, m in enumerate(spec.mounts):
+        flags, prop, data, rec = parse_mount_options(m.options)
+        bind = m.type == "bind" or bool(flags & 4096)
+        if m.uid_mappings or m.gid_mappings:
+            raise RtError(f"config.json: $.mounts[{i}]: idmapped mounts are not supported by this rt build yet")
+        src = m.source
+        if bind and not os.path.isabs(src):
+            src = os.path.join(os.path.dirname(rootfs), src)  # relative to the bundle
+        fstype = m.type
+        if m.type == "cgroup" and "cgroup" not in types and cgroup is not None:
+            fstype, data = "cgroup-host", cgroup_mount_binds(cgroup)
+        elif m.type == "cgroup" and cgroup is not None and cgroup.layout.mode == "v2":
+            fstype = "cgroup2"
+        elif m.type == "cgroup" and cgroup is not None:
+            fstype, data = "cgroup-host", cgroup_mount_binds(cgroup)
+        if m.destination == "/dev" and not bind:
+            dev_is_tmpfs = True
+        has_pts = has_pts or m.destination == "/dev/pts"
+        mounts.append({"source": src, "destination": m.destination, "type": fstype, "bind": bind,
+                       "recursive": rec, "flags": flags & ~4096, "propagation": prop, "data": data})
+
+    devices = []
+    if dev_is_tmpfs:
+        for path, kind, major, minor in DEFAULT_DEVICES:
+            devices.append((path, kind, major, minor, 0o666, 0, 0))
+    for d in (linux.devices if linux else []):
+        devices = [x for x in devices if x[0] != d.path]
+        devices.append((d.path, d.type, d.major or 0, d.minor or 0,
+                        d.file_mode if d.file_mode is not None else 0o666, d.uid or 0, d.gid or 0))
+    symlinks = list(DEFAULT_SYMLINKS) if dev_is_tmpfs else []
+    if dev_is_tmpfs and has_pts:
+        symlinks.append(("/dev/ptmx", "pts/ptmx"))
+
+    rprop = (linux.rootfs_propagation if linux else "") or ""
+    if rprop and rprop not in _PROPAGATION:
+        raise RtError(f"config.json: $.linux.rootfsPropagation: unknown propagation {rprop!r}")
+    _, last_cap = host_capabilities()
+    user = proc.user
+    env = list(proc.env)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=/root" if user.uid == 0 else "HOME=/")
+    return {
+        "join": join, "unshare": unshare, "rootfs": rootfs,
+        "unshare_mount": "mount" in unshare,
+        # keep host mount events flowing in (runc's default), never out
+        "host_propagation": MS_SLAVE | MS_REC if rprop not in ("shared", "rshared") else MS_SHARED | MS_REC,
+        "root_propagation": _PROPAGATION[rprop] if rprop else 0,
+        "no_pivot": no_pivot, "readonly": bool(spec.root and spec.root.readonly),
+        "mounts": mounts, "devices": devices, "symlinks": symlinks,
+        "masked_paths": list(linux.masked_paths) if linux else [],
+        "readonly_paths": list(linux.readonly_paths) if linux else [],
+        "hostname": spec.hostname if "uts" in types and spec.hostname else None,
+        "domainname": spec.domainname if "uts" in types and spec.domainname else None,
+        "sysctl": sorted((linux.sysctl if linux else {}).items()),
+        "loopback": "network" in unshare,
+        "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
+        "oom_score_adj": proc.oom_score_adj,
+        "fifo": fifo, "preserve_fds": preserve_fds, "last_cap": last_cap,
+        "process": {
+            "args": list(proc.args), "env": env, "cwd": proc.cwd or "/",
+            "uid": user.uid, "gid": user.gid, "groups": list(user.additional_gids),
+            "umask": user.umask if user.umask is not None else 0o022,
+            "no_new_privs": proc.no_new_privileges,
+            "caps": capability_plan(proc.capabilities, warn),
+        },
+    }
+
+
+_JOIN_ORDER = [("user", "user"), ("cgroup", "cgroup"), ("ipc", "ipc"), ("uts", "uts"), ("network", "net"),
+               ("pid", "pid"), ("time", "time"), ("mount", "mnt")]
+
+
+def namespaces_of(pid: int) -> list[tuple[str, str]]:
+    """(type, path) of each namespace of `pid` that differs from ours, in setns order."""
+    out = []
+    for kind, name in _JOIN_ORDER:
+        path = f"/proc/{pid}/ns/{name}"
+        try:
+            if os.stat(path).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
+                out.append((kind, path))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def build_exec_plan(target_pid: int, proc, *, preserve_fds: int = 0, warn=lambda msg: None) -> dict:
+    """A plan that joins a running container and execs `proc` (an rt.spec Process)."""
+    if proc.terminal:
+        raise RtError("exec: terminals are not supported by this rt build yet")
+    if not proc.args:
+        raise RtError("exec: args must not be empty")
+    _, last_cap = host_capabilities()
+    user = proc.user
+    env = list(proc.env)
+    return {
+        "join": namespaces_of(target_pid), "unshare": [], "rootfs": None, "unshare_mount": False,
+        "host_propagation": 0, "root_propagation": 0, "no_pivot": False, "readonly": False, "mounts": [],
+        "devices": [], "symlinks": [], "masked_paths": [], "readonly_paths": [], "hostname": None,
+        "domainname": None, "sysctl": [], "loopback": False,
+        "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
+        "oom_score_adj": None, "fifo": None, "preserve_fds": preserve_fds, "last_cap": last_cap,
+        "process": {
+            "args": list(proc.args), "env": env, "cwd": proc.cwd or "/",
+            "uid": user.uid, "gid": user.gid, "groups": list(user.additional_gids),
+            "umask": user.umask if user.umask is not None else 0o022,
+            "no_new_privs": proc.no_new_privileges,
+            "caps": capability_plan(proc.capabilities, warn),
+        },
+    }

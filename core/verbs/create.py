@@ -1,0 +1,90 @@
+import os
+
+from .. import log
+from ..backend import CreateRequest
+from ..cli import need_id
+from ..errors import RtError
+from ..plugins import Manager, load_target
+from ..store import FIFO, atomic_write, proc_start_time, rfc3339_now
+from . import store
+
+
+def load_spec(bundle: str):
+    import msgspec
+    from rt.spec import SpecError, load_bundle
+    try:
+        spec = load_bundle(bundle)
+    except SpecError as e:
+        raise RtError(str(e))
+    return spec, msgspec.to_builtins(spec)
+
+
+def do_create(g, opts, cid: str):
+    """Create a container; returns it locked. Nothing is left behind on failure."""
+    st = store(g)
+    from ..store import check_id
+    check_id(cid)
+    if os.path.isdir(os.path.join(st.root, cid)):
+        raise RtError(f"container with id exists: {cid}")
+    bundle = os.path.abspath(opts.bundle or ".")
+    if not os.path.isdir(bundle):
+        raise RtError(f"bundle {bundle}: no such directory")
+    spec, config = load_spec(bundle)
+    mgr = Manager().load()
+    info = mgr.select(g.plugin, spec.annotations)
+    try:
+        mgr.pm.hook.rt_check_spec(spec=spec, plugin=info.name)
+    except ValueError as e:  # SpecError
+        raise RtError(str(e))
+    rootfs = spec.root.path if spec.root else ""
+    if rootfs and not os.path.isabs(rootfs):
+        rootfs = os.path.join(bundle, rootfs)
+    if rootfs and not os.path.isdir(rootfs):
+        raise RtError(f"rootfs ({rootfs}) does not exist")
+    c = st.create(cid, {
+        "bundle": bundle, "rootfs": rootfs, "created": rfc3339_now(),
+        "owner": "", "annotations": spec.annotations or {}, "plugin": info.name, "plugin_ep": info.plugin,
+        "plugin_version": info.version, "backend": info.target, "pid": 0, "extra": {},
+    })
+    try:
+        fifo = os.path.join(c.dir, FIFO)
+        os.mkfifo(fifo, 0o600)
+        backend = load_target(info.target, info.plugin)()
+        req = CreateRequest(id=cid, bundle=bundle, spec=spec, config=config, state_dir=c.dir, fifo=fifo,
+                            pid_file=opts.pid_file, console_socket=opts.console_socket,
+                            no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds or 0, warn=log.warning)
+        created = backend.create(req)
+        info_t = proc_start_time(created.pid)
+        if info_t is None:
+            raise RtError("container init exited during create")
+        c.record.update(pid=created.pid, start_time=info_t[0], extra=created.extra, creating=False)
+        c.save()
+        if opts.pid_file:
+            atomic_write(os.path.abspath(opts.pid_file), str(created.pid).encode(), 0o644)
+    except BaseException as e:
+        _undo(c)
+        if isinstance(e, RtError):
+            raise
+        from rt.shim.protocol import ProtocolError, ShimFailed
+        if isinstance(e, ShimFailed):
+            raise RtError(e.reason)
+        if isinstance(e, (ProtocolError, OSError)):
+            raise RtError(f"create: {e}")
+        raise
+    return c
+
+
+def _undo(c) -> None:
+    from .delete import destroy
+    c.record["creating"] = False
+    try:
+        if c.record.get("pid"):
+            destroy(c, force=True)
+    finally:
+        c.remove()
+        c.unlock()
+
+
+def run(g, opts, pos):
+    c = do_create(g, opts, need_id(pos, "create"))
+    c.unlock()

@@ -1,0 +1,49 @@
+import signal
+import time
+
+from .. import log, status
+from ..cli import need_id
+from ..errors import NotFound, RtError
+from . import backend_of, store
+
+
+def destroy(c, force: bool) -> None:
+    """Stop (when allowed) and remove a container; the caller holds its lock."""
+    s = c.status()
+    if s in (status.RUNNING, status.PAUSED) and not force:
+        status.check("delete", s, c.id)
+    be = backend_of(c) if c.record.get("backend") else None
+    if s != status.STOPPED and c.pid > 0 and be is not None:
+        try:
+            be.kill(c, signal.SIGKILL, all=True)
+        except (ProcessLookupError, RtError):
+            pass
+        if s == status.PAUSED:
+            try:
+                be.resume(c)
+            except Exception:
+                pass
+        deadline = time.monotonic() + 10
+        while c.alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
+    if be is not None:
+        be.delete(c)
+    c.remove()
+
+
+def run(g, opts, pos):
+    cid = need_id(pos, "delete")
+    try:
+        c = store(g).open(cid, lock=True)
+    except NotFound:
+        if opts.force:  # containerd deletes twice; the second must succeed
+            return 0
+        raise
+    with c:
+        try:
+            destroy(c, opts.force)
+        except RtError:
+            raise
+        except OSError as e:
+            log.warning(f"delete {cid}: {e}")
+            raise RtError(f"delete {cid}: {e}")

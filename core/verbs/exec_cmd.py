@@ -1,0 +1,68 @@
+import os
+
+from .. import log, status
+from ..cli import need_id
+from ..errors import RtError
+from . import backend_of, store
+
+
+def load_process(opts, pos, c):
+    """The process to run: --process FILE, or the container's own process with CLI overrides."""
+    import msgspec
+    from rt.spec import SpecError, load_bundle
+    from rt.spec.config import Process
+    if opts.process:
+        try:
+            with open(opts.process, "rb") as f:
+                proc = msgspec.json.decode(f.read(), type=Process)
+        except OSError as e:
+            raise RtError(f"exec: cannot read process file {opts.process}: {e.strerror}")
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise RtError(f"exec: invalid process file {opts.process}: {e}")
+    else:
+        if len(pos) < 2:
+            raise RtError("exec: no command given (use --process or pass the command after the id)")
+        try:
+            base = load_bundle(c.record["bundle"]).process
+        except SpecError as e:
+            raise RtError(str(e))
+        proc = msgspec.structs.replace(base, args=pos[1:], terminal=opts.tty)
+    changes = {}
+    if opts.cwd:
+        changes["cwd"] = opts.cwd
+    if opts.env:
+        changes["env"] = list(proc.env) + list(opts.env)
+    if opts.user:
+        uid, _, gid = opts.user.partition(":")
+        try:
+            changes["user"] = msgspec.structs.replace(proc.user, uid=int(uid), gid=int(gid or 0))
+        except ValueError:
+            raise RtError(f"exec: --user must be uid[:gid], got {opts.user!r}")
+    if opts.no_new_privs:
+        changes["no_new_privileges"] = True
+    if opts.tty:
+        changes["terminal"] = True
+    return msgspec.structs.replace(proc, **changes) if changes else proc
+
+
+def run(g, opts, pos):
+    cid = need_id(pos, "exec")
+    c = store(g).open(cid)
+    s = c.status()
+    if s == status.PAUSED and not opts.ignore_paused:
+        raise RtError("cannot exec in a paused container (use --ignore-paused to override)")
+    if s != status.PAUSED:
+        status.check("exec", s, cid)
+    proc = load_process(opts, pos, c)
+    be = backend_of(c)
+    if not opts.detach:
+        from .run import _subreaper
+        _subreaper()
+    pid = be.exec(c, {"process": proc, "preserve_fds": opts.preserve_fds or 0, "warn": log.warning})
+    if opts.pid_file:
+        from ..store import atomic_write
+        atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
+    if opts.detach:
+        return 0
+    from .run import wait_exit
+    return wait_exit(pid)

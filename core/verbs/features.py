@@ -1,0 +1,33 @@
+import json
+import sys
+
+from ..cli import OCI_VERSION, VERSION
+
+
+def run(g, opts, pos):
+    from ..plan import CAP_NAMES, _FLAGS, _PROPAGATION
+    from ..plugins import Manager
+    from ..cgroups import Layout
+    mgr = Manager().load()
+    layout = Layout.detect()
+    feats = {
+        "ociVersionMin": "1.0.0", "ociVersionMax": OCI_VERSION,
+        "hooks": [], "mountOptions": sorted(set(_FLAGS) | set(_PROPAGATION)),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "capabilities": CAP_NAMES,
+            "cgroup": {"v1": layout.mode != "v2", "v2": layout.unified is not None, "systemd": False,
+                       "systemdUser": False, "rdma": False},
+            "seccomp": {"enabled": False}, "apparmor": {"enabled": False}, "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False}, "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {"org.opencontainers.runtime-spec.features.version": OCI_VERSION,
+                        "io.github.rt.version": VERSION},
+        "rt": {"plugins": [
+            {"name": b.name, "version": b.version, "summary": b.summary, "plugin": b.plugin,
+             "distribution": mgr.dists.get(b.plugin, "?"), "backend": b.target}
+            for b in sorted(mgr.registry.backends.values(), key=lambda b: b.name)],
+            "verbs": sorted(mgr.registry.verbs)},
+    }
+    mgr.pm.hook.rt_features(features=feats)
+    sys.stdout.write(json.dumps(feats, indent=2) + "\n")

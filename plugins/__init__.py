@@ -1,0 +1,1 @@
+"""rt's built-in plugins. Each registers through the `rt.plugins` entry-point group."""

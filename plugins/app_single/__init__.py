@@ -1,0 +1,10 @@
+"""app_single: one process in its own namespaces and cgroup (runc-class)."""
+from rt.core.api import hookimpl
+
+VERSION = "0.1.0"
+
+
+@hookimpl
+def rt_register(registry):
+    registry.add_backend("app_single", "rt.plugins.app_single.backend:AppBackend", version=VERSION,
+                         summary="one process in its own namespaces and cgroups (runc-class)")

@@ -1,0 +1,76 @@
+"""The app_single backend: the stub becomes the container process itself at `start`."""
+import os
+import signal
+
+from rt.core import api
+
+
+class AppBackend(api.Backend):
+    name = "app_single"
+
+    def _cgroup(self, c):
+        return api.Cgroup(c.extra["cgroup"])
+
+    def create(self, req: api.CreateRequest) -> api.Created:
+        linux = req.spec.linux
+        path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", req.id)
+        cg = api.Cgroup(path)
+        cg.create()
+        try:
+            for msg in cg.apply(req.config.get("linux", {}).get("resources")):
+                req.warn(msg)
+            rootfs = req.spec.root.path
+            if not os.path.isabs(rootfs):
+                rootfs = os.path.join(req.bundle, rootfs)
+            plan = api.build_plan(req.spec, rootfs=rootfs, fifo=req.fifo, cgroup=cg, no_pivot=req.no_pivot,
+                                  preserve_fds=req.preserve_fds, warn=req.warn)
+            launched = api.launch_shim(plan, on_hello=cg.join)
+        except BaseException:
+            cg.kill_all()
+            cg.destroy()
+            raise
+        return api.Created(launched.pid, {"cgroup": path})
+
+    def start(self, c) -> None:
+        api.release_barrier(os.path.join(c.dir, "exec.fifo"))
+
+    def kill(self, c, sig: int, all: bool = False) -> None:
+        if all:
+            cg = self._cgroup(c)
+            if sig == signal.SIGKILL:
+                cg.kill_all(sig)
+            else:
+                for pid in cg.procs():
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+            return
+        os.kill(c.pid, sig)
+
+    def delete(self, c) -> None:
+        cg = self._cgroup(c)
+        if cg.exists():
+            cg.kill_all()
+            cg.destroy()
+
+    def pids(self, c) -> list[int]:
+        return self._cgroup(c).procs()
+
+    def pause(self, c) -> None:
+        self._cgroup(c).set_frozen(True)
+
+    def resume(self, c) -> None:
+        self._cgroup(c).set_frozen(False)
+
+    def update(self, c, resources: dict) -> None:
+        for msg in self._cgroup(c).apply(resources):
+            raise api.RtError(f"update: {msg}")
+
+    def exec(self, c, req: dict) -> int:
+        plan = api.build_exec_plan(c.pid, req["process"], preserve_fds=req["preserve_fds"], warn=req["warn"])
+        cg = self._cgroup(c)
+        try:
+            return api.launch_shim(plan, on_hello=cg.join).pid
+        except api.ShimFailed as e:
+            raise api.RtError(f"exec failed: {e.reason}")

@@ -1,0 +1,451 @@
+"""The per-container shim process, run as `python -I -S stub.py RFD WFD`.
+
+It must stay lean: it is the process that waits between `create` and `start`,
+so it imports only builtins and ctypes (no site-packages, no rt modules).
+The core sends it a *plan* (plain data, built and validated in the core);
+the stub joins/creates namespaces, forks the container init as PID 1 of the new
+pid namespace, prepares the rootfs, reports `ready`, waits at the exec fifo
+and execs the user program. Frames: 4-byte big-endian length + marshal payload,
+each payload a dict with a "type" key (see rt.shim.protocol).
+"""
+import ctypes
+import marshal
+import os
+import sys
+
+PROTOCOL_VERSION = 1
+
+libc = ctypes.CDLL(None, use_errno=True)
+for _n in ("mount", "umount2", "pivot_root", "sethostname", "setdomainname", "unshare", "setns", "prctl",
+           "capset", "close_range", "syscall", "prlimit"):
+    getattr(libc, _n).restype = ctypes.c_int
+
+NS_FLAGS = {"mount": 0x00020000, "uts": 0x04000000, "ipc": 0x08000000, "user": 0x10000000,
+            "pid": 0x20000000, "network": 0x40000000, "cgroup": 0x02000000, "time": 0x00000080}
+MS = {"ro": 1, "rdonly": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "remount": 32,
+      "mand": 64, "dirsync": 128, "noatime": 1024, "nodiratime": 2048, "bind": 4096, "move": 8192,
+      "rec": 16384, "silent": 32768, "unbindable": 1 << 17, "private": 1 << 18, "slave": 1 << 19,
+      "shared": 1 << 20, "relatime": 1 << 21, "strictatime": 1 << 24, "lazytime": 1 << 25}
+MNT_DETACH = 2
+PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 4, 38, 24, 47
+PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_CLEAR_ALL = 2, 4
+CLOSE_RANGE_CLOEXEC = 4
+SYS_OPENAT2 = 437
+RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS = 0x10, 0x02
+
+
+class Fail(Exception):
+    def __init__(self, msg, kind="error"):
+        super().__init__(msg)
+        self.kind = kind
+
+
+def check(ret, what):
+    if ret < 0:
+        e = ctypes.get_errno()
+        raise Fail(f"{what}: {os.strerror(e)}", "errno:%d" % e)
+    return ret
+
+
+def b(s):
+    return None if s is None else os.fsencode(s)
+
+
+def mount(src, dst, fstype, flags, data=None):
+    check(libc.mount(b(src), b(dst), b(fstype), ctypes.c_ulong(flags), b(data)),
+          f"mount {src or fstype or ''} to {dst}")
+
+
+# --- framing ---------------------------------------------------------------
+def send(fd, msg):
+    data = marshal.dumps(msg)
+    os.write(fd, len(data).to_bytes(4, "big") + data)
+
+
+def recv(fd):
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    return marshal.loads(_read_exact(fd, int.from_bytes(head, "big")) or b"")
+
+
+def _read_exact(fd, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+# --- paths inside the rootfs ----------------------------------------------
+class OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def open_in_root(rootfd, path, flags=os.O_PATH | os.O_CLOEXEC):
+    """openat2(RESOLVE_IN_ROOT): symlinks in `path` resolve inside the rootfs."""
+    how = OpenHow(flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    return check(libc.syscall(SYS_OPENAT2, rootfd, b(path), ctypes.byref(how), ctypes.sizeof(how)),
+                 f"open {path} in rootfs")
+
+
+def make_target(rootfd, dst, is_dir):
+    """Create the mount point `dst` (dirs on the way) inside the root; return an O_PATH fd."""
+    parts = [p for p in dst.split("/") if p]
+    cur = "/"
+    for i, part in enumerate(parts):
+        nxt = cur.rstrip("/") + "/" + part
+        try:
+            fd = open_in_root(rootfd, nxt)
+            os.close(fd)
+        except Fail:
+            parent = open_in_root(rootfd, cur, os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                if i < len(parts) - 1 or is_dir:
+                    os.mkdir(part, 0o755, dir_fd=parent)
+                else:
+                    os.close(os.open(part, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
+            except FileExistsError:
+                pass
+            finally:
+                os.close(parent)
+        cur = nxt
+    return open_in_root(rootfd, dst)
+
+
+def fdpath(fd):
+    return f"/proc/self/fd/{fd}"
+
+
+# --- rootfs ----------------------------------------------------------------
+def do_mounts(plan, rootfs):
+    rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for m in plan["mounts"]:
+            src, dst, fstype = m["source"], m["destination"], m["type"]
+            is_bind = m["bind"]
+            is_dir = True
+            if is_bind:
+                try:
+                    is_dir = os.path.isdir(src)
+                    os.stat(src)
+                except OSError as e:
+                    raise Fail(f"mount {src} to {dst}: {e.strerror}")
+            tfd = make_target(rootfd, dst, is_dir)
+            try:
+                # An O_PATH fd names the mount point under a new mount: reopen to reach the new one.
+                if is_bind:
+                    mount(src, fdpath(tfd), None, MS["bind"] | (MS["rec"] if m["recursive"] else 0))
+                    if m["flags"] & ~(MS["bind"] | MS["rec"]):
+                        tfd = reopen(rootfd, dst, tfd)
+                        mount(None, fdpath(tfd), None, m["flags"] | MS["bind"] | MS["remount"])
+                elif fstype == "cgroup-host":
+                    mount_cgroup_binds(m, rootfd, dst, tfd)
+                else:
+                    try:
+                        mount(src, fdpath(tfd), fstype, m["flags"], m["data"] or None)
+                    except Fail:
+                        if fstype != "sysfs":
+                            raise
+                        # no private netns: sysfs must be a bind of the host's
+                        mount("/sys", fdpath(tfd), None, MS["bind"] | MS["rec"])
+                        tfd = reopen(rootfd, dst, tfd)
+                        mount(None, fdpath(tfd), None, MS["bind"] | MS["remount"] | (m["flags"] & MS["ro"]))
+                if m["propagation"]:
+                    tfd = reopen(rootfd, dst, tfd)
+                    for p in m["propagation"]:
+                        mount(None, fdpath(tfd), None, p)
+            finally:
+                os.close(tfd)
+        for d in plan["devices"]:
+            make_device(rootfd, d)
+        for path, target in plan["symlinks"]:
+            try:
+                os.symlink(target, path.lstrip("/"), dir_fd=rootfd_dir(rootfd))
+            except FileExistsError:
+                pass
+    finally:
+        os.close(rootfd)
+
+
+_dirfds = {}
+
+
+def rootfd_dir(rootfd):
+    if rootfd not in _dirfds:
+        _dirfds[rootfd] = os.open(fdpath(rootfd), os.O_DIRECTORY | os.O_CLOEXEC)
+    return _dirfds[rootfd]
+
+
+def reopen(rootfd, dst, fd):
+    os.close(fd)
+    return open_in_root(rootfd, dst)
+
+
+def mount_cgroup_binds(m, rootfd, dst, tfd):
+    """A cgroup mount without a cgroup namespace: tmpfs plus binds of our own cgroup dirs."""
+    binds = m["data"]
+    if len(binds) == 1 and binds[0][0] == "":  # pure v2: bind the container's dir itself
+        mount(binds[0][1], fdpath(tfd), None, MS["bind"])
+    else:
+        mount("tmpfs", fdpath(tfd), "tmpfs", MS["nosuid"] | MS["nodev"] | MS["noexec"], "mode=755")
+        top = open_in_root(rootfd, dst, os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name, src in binds:
+                os.mkdir(name, 0o755, dir_fd=top)
+                sub = os.open(name, os.O_PATH | os.O_CLOEXEC, dir_fd=top)
+                try:
+                    mount(src, fdpath(sub), None, MS["bind"])
+                finally:
+                    os.close(sub)
+        finally:
+            os.close(top)
+    if m["flags"] & MS["ro"]:
+        fd = open_in_root(rootfd, dst)
+        try:
+            mount(None, fdpath(fd), None, MS["bind"] | MS["remount"] | MS["ro"] | MS["nosuid"] | MS["nodev"] | MS["noexec"])
+        finally:
+            os.close(fd)
+
+
+def make_device(rootfd, d):
+    path, kind, major, minor, mode, uid, gid = d
+    parent = os.path.dirname(path)
+    if parent != "/":
+        os.close(make_target(rootfd, parent, True))
+    dfd = open_in_root(rootfd, parent, os.O_DIRECTORY | os.O_CLOEXEC)
+    name = os.path.basename(path)
+    try:
+        try:
+            os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        ftype = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}[kind]
+        try:
+            os.mknod(name, ftype | (mode & 0o7777), os.makedev(major, minor), dir_fd=dfd)
+            os.chown(name, uid, gid, dir_fd=dfd)
+        except PermissionError:  # in a user namespace: bind the host node instead
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=dfd))
+            tfd = os.open(name, os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dfd)
+            try:
+                mount(path, fdpath(tfd), None, MS["bind"])
+            finally:
+                os.close(tfd)
+    finally:
+        os.close(dfd)
+
+
+def pivot(rootfs, no_pivot):
+    os.chdir(rootfs)
+    if no_pivot:
+        mount(rootfs, "/", None, MS["move"])
+        os.chroot(".")
+    else:
+        # pivot_root(".", ".") stacks the old root on top of the new one; detach it.
+        check(libc.pivot_root(b".", b"."), "pivot_root")
+        mount(None, ".", None, MS["slave"] | MS["rec"])
+        check(libc.umount2(b".", MNT_DETACH), "unmount old root")
+    os.chdir("/")
+
+
+def remount_ro(path, extra=0):
+    mount(path, path, None, MS["bind"] | MS["rec"])
+    flags = MS["bind"] | MS["remount"] | MS["ro"] | extra
+    try:
+        st = os.statvfs(path)
+        flags |= st.f_flag & (MS["nosuid"] | MS["nodev"] | MS["noexec"])
+    except OSError:
+        pass
+    mount(None, path, None, flags)
+
+
+def finish_rootfs(plan):
+    for p in plan["readonly_paths"]:
+        if os.path.lexists(p):
+            remount_ro(p)
+    for p in plan["masked_paths"]:
+        if os.path.isdir(p) and not os.path.islink(p):
+            mount("tmpfs", p, "tmpfs", MS["ro"], None)
+        elif os.path.lexists(p):
+            mount("/dev/null", p, None, MS["bind"])
+    if plan["root_propagation"]:
+        mount(None, "/", None, plan["root_propagation"])
+    if plan["readonly"]:
+        mount(None, "/", None, MS["bind"] | MS["remount"] | MS["ro"])
+
+
+def loopback_up():
+    import _socket
+    import fcntl
+    s = _socket.socket(2, 2)  # AF_INET, SOCK_DGRAM
+    try:
+        req = b"lo".ljust(16, b"\0") + bytes(24)
+        flags = int.from_bytes(fcntl.ioctl(s.fileno(), 0x8913, req)[16:18], "little")  # SIOCGIFFLAGS
+        fcntl.ioctl(s.fileno(), 0x8914, b"lo".ljust(16, b"\0") + (flags | 1).to_bytes(2, "little") + bytes(22))
+    finally:
+        s.close()
+
+
+# --- process ---------------------------------------------------------------
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def mask(caps):
+    m = 0
+    for c in caps:
+        m |= 1 << c
+    return m
+
+
+def apply_caps(caps, last_cap):
+    """caps: dict of set name -> list of cap numbers (already filtered to what the host has)."""
+    bounding = mask(caps["bounding"])
+    for c in range(last_cap + 1):
+        if not bounding & (1 << c):
+            check(libc.prctl(PR_CAPBSET_DROP, c, 0, 0, 0), f"drop capability {c} from bounding set")
+    data = (CapData * 2)()
+    for i in range(2):
+        sh = 32 * i
+        data[i].effective = (mask(caps["effective"]) >> sh) & 0xFFFFFFFF
+        data[i].permitted = (mask(caps["permitted"]) >> sh) & 0xFFFFFFFF
+        data[i].inheritable = (mask(caps["inheritable"]) >> sh) & 0xFFFFFFFF
+    check(libc.capset(ctypes.byref(CapHeader(0x20080522, 0)), data), "capset")
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    for c in caps["ambient"]:
+        check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0), f"raise ambient capability {c}")
+
+
+def find_exec(name, env):
+    if "/" in name:
+        if not os.path.exists(name):
+            raise Fail(f'exec: "{name}": stat {name}: no such file or directory', "not_found")
+        return name
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", name)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise Fail(f'exec: "{name}": executable file not found in $PATH', "not_found")
+
+
+def set_user(p):
+    os.umask(p["umask"])
+    os.setgroups(p["groups"])
+    os.setgid(p["gid"])
+    if p["uid"] != 0 and p["caps"] is not None:
+        libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS: caps survive setuid, set below
+    os.setuid(p["uid"])
+
+
+def container_init(plan, wfd):
+    p = plan["process"]
+    rootfs = plan["rootfs"]
+    mnt = plan["unshare_mount"]
+    fifo = os.open(plan["fifo"], os.O_RDWR | os.O_CLOEXEC) if plan["fifo"] else -1
+    if plan["loopback"]:
+        loopback_up()  # before pivot_root: it imports extension modules from the host
+    if mnt:
+        mount(None, "/", None, plan["host_propagation"])
+        mount(rootfs, rootfs, None, MS["bind"] | MS["rec"])
+        do_mounts(plan, rootfs)
+        pivot(rootfs, plan["no_pivot"])
+        finish_rootfs(plan)
+    elif rootfs:
+        os.chroot(rootfs)
+        os.chdir("/")
+    if plan["hostname"] is not None:
+        h = b(plan["hostname"])
+        check(libc.sethostname(h, len(h)), "sethostname")
+    if plan["domainname"] is not None:
+        h = b(plan["domainname"])
+        check(libc.setdomainname(h, len(h)), "setdomainname")
+    for key, value in plan["sysctl"]:
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+    for res, soft, hard in plan["rlimits"]:
+        check(libc.prlimit(0, res, ctypes.byref((ctypes.c_uint64 * 2)(soft, hard)), None), f"setrlimit {res}")
+    if plan["oom_score_adj"] is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(plan["oom_score_adj"]))
+    exe = find_exec(p["args"][0], p["env"])
+    try:
+        os.chdir(p["cwd"])
+    except OSError as e:
+        raise Fail(f"chdir to cwd ({p['cwd']!r}) set in config.json failed: {e.strerror}")
+    set_user(p)
+    if p["caps"] is not None:
+        apply_caps(p["caps"], plan["last_cap"])
+    if p["no_new_privs"]:
+        check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+    # CVE-2024-21626: no fd of ours crosses exec, except the preserved ones.
+    check(libc.close_range(3 + plan["preserve_fds"], ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC), "close_range")
+    send(wfd, {"type": "ready", "pid": os.getpid()})
+    os.close(wfd)
+    if fifo >= 0:
+        # The start barrier: `rt start` writes one byte into exec.fifo.
+        while not os.read(fifo, 1):
+            pass
+    try:
+        os.execve(exe, p["args"], dict(e.split("=", 1) for e in p["env"]))
+    except OSError as e:
+        os.write(2, f"exec {exe}: {e.strerror}\n".encode())
+        os._exit(127)
+
+
+def enter_namespaces(plan):
+    for ns, path in plan["join"]:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            check(libc.setns(fd, NS_FLAGS[ns]), f"setns {ns} {path}")
+        finally:
+            os.close(fd)
+    flags = 0
+    for ns in plan["unshare"]:
+        flags |= NS_FLAGS[ns]
+    if flags:
+        check(libc.unshare(flags), "unshare")
+
+
+def main():
+    rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
+    # CVE-2019-5736: nothing in the container may open /proc/<us>/exe while we run.
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    send(wfd, {"type": "hello", "version": PROTOCOL_VERSION, "pid": os.getpid()})
+    msg = recv(rfd)
+    if msg is None:
+        os._exit(1)
+    os.close(rfd)
+    plan = msg["plan"]
+    try:
+        enter_namespaces(plan)
+        pid = os.fork()
+    except Fail as e:
+        send(wfd, {"type": "error", "reason": str(e), "kind": e.kind})
+        os._exit(1)
+    except OSError as e:
+        send(wfd, {"type": "error", "reason": f"{e.strerror}: {e.filename or ''}", "kind": "errno:%d" % e.errno})
+        os._exit(1)
+    if pid:
+        send(wfd, {"type": "child", "pid": pid})
+        os._exit(0)
+    try:
+        container_init(plan, wfd)
+    except Fail as e:
+        send(wfd, {"type": "error", "reason": str(e), "kind": e.kind})
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        send(wfd, {"type": "error", "reason": f"{e.strerror}{where}", "kind": "errno:%d" % e.errno})
+    except BaseException as e:  # report, never hang the core
+        send(wfd, {"type": "error", "reason": f"{type(e).__name__}: {e}", "kind": "error"})
+    os._exit(127)
+
+
+if __name__ == "__main__":
+    main()
