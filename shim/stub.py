@@ -304,12 +304,16 @@ def mask(caps):
     return m
 
 
-def apply_caps(caps, last_cap):
-    """caps: dict of set name -> list of cap numbers (already filtered to what the host has)."""
+def drop_bounding(caps, last_cap):
+    """Needs CAP_SETPCAP, so it runs before we switch to the container's user."""
     bounding = mask(caps["bounding"])
     for c in range(last_cap + 1):
         if not bounding & (1 << c):
             check(libc.prctl(PR_CAPBSET_DROP, c, 0, 0, 0), f"drop capability {c} from bounding set")
+
+
+def apply_caps(caps):
+    """caps: dict of set name -> list of cap numbers (already filtered to what the host has)."""
     data = (CapData * 2)()
     for i in range(2):
         sh = 32 * i
@@ -379,9 +383,11 @@ def container_init(plan, wfd):
         os.chdir(p["cwd"])
     except OSError as e:
         raise Fail(f"chdir to cwd ({p['cwd']!r}) set in config.json failed: {e.strerror}")
+    if p["caps"] is not None:
+        drop_bounding(p["caps"], plan["last_cap"])
     set_user(p)
     if p["caps"] is not None:
-        apply_caps(p["caps"], plan["last_cap"])
+        apply_caps(p["caps"])
     if p["no_new_privs"]:
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
     # CVE-2024-21626: no fd of ours crosses exec, except the preserved ones.

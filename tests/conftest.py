@@ -1,0 +1,166 @@
+"""Shared fixtures: the runtime under test, a busybox rootfs, bundles, and leak checks."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("RT_TEST_CACHE", os.path.join(REPO, ".cache"))
+IS_ROOT = os.geteuid() == 0
+
+
+def runtime_path() -> str:
+    """The runtime under test: $RT_RUNTIME (e.g. runc) or the installed `rt`."""
+    rt = os.environ.get("RT_RUNTIME") or shutil.which("rt") or os.path.join(os.path.dirname(sys.executable), "rt")
+    if not rt or not os.path.exists(shutil.which(rt) or rt):
+        pytest.fail(f"runtime {rt!r} not found: install rt (pip install .) or set RT_RUNTIME")
+    return shutil.which(rt) or rt
+
+
+def is_rt(rt: str) -> bool:
+    return os.path.basename(rt).startswith("rt")
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs() -> str:
+    path = os.path.join(CACHE, "busybox-rootfs")
+    if not os.path.exists(os.path.join(path, "bin", "busybox")):
+        subprocess.run([os.path.join(REPO, "scripts", "mkrootfs-busybox"), path], check=True)
+    return path
+
+
+def base_config(rootfs: str, args: list[str]) -> dict:
+    return {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": args,
+                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+                    "cwd": "/",
+                    "capabilities": {k: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                                     for k in ("bounding", "effective", "permitted", "ambient", "inheritable")},
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                    "noNewPrivileges": True},
+        "root": {"path": rootfs, "readonly": True},
+        "hostname": "rt-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        ],
+        "linux": {
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
+            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+class Runtime:
+    """Runs the runtime under test with its own --root."""
+
+    def __init__(self, path: str, root: str):
+        self.path, self.root = path, root
+
+    def __call__(self, *args, check=False, input=None, timeout=60, stdout=subprocess.PIPE, **kw):
+        cmd = [self.path, "--root", self.root, *args]
+        if stdout is subprocess.PIPE:
+            p = subprocess.run(cmd, input=input, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout,
+                               text=True, **kw)
+        else:
+            # A detached container keeps the stdio it inherits: use a file, not a pipe, for stderr.
+            with tempfile.TemporaryFile("w+") as err:
+                p = subprocess.run(cmd, input=input, stdout=stdout, stderr=err, timeout=timeout, text=True, **kw)
+                err.seek(0)
+                p.stderr = err.read()
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid, check=True).stdout)
+
+    def create(self, cid: str, bundle: str, *extra, **kw):
+        # The container inherits our stdio; give it files, not pipes we would wait on.
+        return self("create", "--bundle", bundle, *extra, cid, stdout=subprocess.DEVNULL, **kw)
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    root = tmp_path / "state"
+    rt = Runtime(runtime_path(), str(root))
+    yield rt
+    # Tear down whatever a test left, so one failure does not leak into the next.
+    if root.exists():
+        for cid in os.listdir(root):
+            rt("delete", "--force", cid)
+
+
+@pytest.fixture
+def make_bundle(tmp_path, busybox_rootfs):
+    def make(args=("true",), edit=None, name=None) -> str:
+        d = tmp_path / (name or f"bundle-{uuid.uuid4().hex[:8]}")
+        d.mkdir()
+        cfg = base_config(busybox_rootfs, list(args))
+        if edit:
+            edit(cfg)
+        (d / "config.json").write_text(json.dumps(cfg))
+        return str(d)
+    return make
+
+
+def _snapshot():
+    with open("/proc/self/mountinfo") as f:
+        mounts = {line.split()[4] for line in f}
+    cgroups = set()
+    for base in os.listdir("/sys/fs/cgroup"):
+        for top in ("rt", "rt-test"):
+            d = os.path.join("/sys/fs/cgroup", base, top)
+            if os.path.isdir(d):
+                cgroups |= {os.path.join(d, x) for x in os.listdir(d)}
+    return mounts, cgroups
+
+
+@pytest.fixture
+def no_leaks():
+    """Fails the test if it leaves mounts, cgroups or shim processes behind."""
+    before = _snapshot()
+    yield
+    after = _snapshot()
+    assert after[0] - before[0] == set(), "leaked mounts"
+    assert after[1] - before[1] == set(), "leaked cgroups"
+    assert not shim_processes(), "leaked shim processes"
+
+
+def shim_processes() -> list[int]:
+    """Live rt stubs (a container process that leaks also leaks its cgroup, checked above)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"shim/stub.py" in f.read():
+                    out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def pytest_collection_modifyitems(config, items):
+    # Root tests must run in CI (which is root); elsewhere they are reported as skipped, loudly.
+    if IS_ROOT:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError("CI must run as root: root-only tests cannot be skipped there")
+    skip = pytest.mark.skip(reason="needs root (namespaces, cgroups)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,222 @@
+"""Black-box lifecycle checks. They take the runtime from $RT_RUNTIME (default: rt), so
+`RT_RUNTIME=runc pytest tests/integration/test_lifecycle.py` proves the checks on runc."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.blackbox]
+
+
+def wait_status(rt, cid, want, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = rt.state(cid)["status"]
+        if s == want:
+            return s
+        time.sleep(0.02)
+    return rt.state(cid)["status"]
+
+
+def test_create_start_kill_delete(runtime, make_bundle, tmp_path, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    pidfile = tmp_path / "pid"
+    p = runtime.create("c1", b, "--pid-file", str(pidfile))
+    assert p.returncode == 0, p.stderr
+    st = runtime.state("c1")
+    assert st["status"] == "created"
+    assert st["id"] == "c1" and st["bundle"] == b
+    assert st["pid"] > 0 and int(pidfile.read_text()) == st["pid"]
+    assert os.path.exists(f"/proc/{st['pid']}")
+    runtime("start", "c1", check=True)
+    assert runtime.state("c1")["status"] == "running"
+    runtime("kill", "c1", "KILL", check=True)
+    # stopped is noticed without any runtime call in between
+    assert wait_status(runtime, "c1", "stopped") == "stopped"
+    runtime("delete", "c1", check=True)
+    p = runtime("state", "c1")
+    assert p.returncode != 0 and "does not exist" in p.stderr
+
+
+def test_run_propagates_exit_code(runtime, make_bundle, no_leaks):
+    b = make_bundle(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    p = runtime("run", "--bundle", b, "c2")
+    assert p.returncode == 3
+    assert p.stdout == "out\n" and "err" in p.stderr
+    assert runtime("state", "c2").returncode != 0  # run deletes after exit
+
+
+def test_run_detached(runtime, make_bundle, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    p = runtime("run", "-d", "--bundle", b, "c3", stdout=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert runtime.state("c3")["status"] == "running"
+    runtime("delete", "--force", "c3", check=True)
+    assert runtime("state", "c3").returncode != 0
+
+
+def test_signal_forms(runtime, make_bundle, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    for i, sig in enumerate(["KILL", "SIGKILL", "9"]):
+        cid = f"sig{i}"
+        runtime.create(cid, b, check=True)
+        runtime("start", cid, check=True)
+        runtime("kill", cid, sig, check=True)
+        assert wait_status(runtime, cid, "stopped") == "stopped"
+        runtime("delete", cid, check=True)
+
+
+def test_default_signal_is_term(runtime, make_bundle, no_leaks):
+    b = make_bundle(["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"])
+    runtime.create("t", b, check=True)
+    runtime("start", "t", check=True)
+    time.sleep(0.2)
+    runtime("kill", "t", check=True)
+    assert wait_status(runtime, "t", "stopped") == "stopped"
+    runtime("delete", "t", check=True)
+
+
+def test_wrong_status_errors(runtime, make_bundle, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    runtime.create("w", b, check=True)
+    runtime("start", "w", check=True)
+    assert runtime("start", "w").returncode != 0  # already running
+    p = runtime("delete", "w")  # running, no --force
+    assert p.returncode != 0
+    assert runtime.state("w")["status"] == "running"
+    runtime("kill", "w", "KILL", check=True)
+    wait_status(runtime, "w", "stopped")
+    assert runtime("start", "w").returncode != 0
+    assert runtime("kill", "w", "KILL").returncode != 0
+    runtime("delete", "w", check=True)
+
+
+def test_delete_created_container(runtime, make_bundle, no_leaks):
+    runtime.create("dc", make_bundle(["sleep", "100"]), check=True)
+    pid = runtime.state("dc")["pid"]
+    runtime("delete", "dc", check=True)
+    assert runtime("state", "dc").returncode != 0
+    time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}/status") or "Z" in open(f"/proc/{pid}/stat").read().split(")")[1][:3]
+
+
+def test_ids(runtime, make_bundle, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    runtime.create("dup", b, check=True)
+    p = runtime.create("dup", b)
+    assert p.returncode != 0 and "exist" in p.stderr
+    p = runtime("state", "nope")
+    assert p.returncode != 0 and "does not exist" in p.stderr
+    assert runtime("kill", "nope", "KILL").returncode != 0
+    assert runtime("delete", "nope").returncode != 0
+    assert runtime("delete", "--force", "nope").returncode == 0  # containerd relies on this
+    runtime("delete", "--force", "dup", check=True)
+    assert runtime("delete", "--force", "dup").returncode == 0
+
+
+def test_list(runtime, make_bundle, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    runtime.create("l1", b, check=True)
+    assert runtime("list", "-q", check=True).stdout.split() == ["l1"]
+    rows = json.loads(runtime("list", "--format", "json", check=True).stdout)
+    assert [(r["id"], r["status"]) for r in rows] == [("l1", "created")]
+    assert "l1" in runtime("list", check=True).stdout
+    runtime("delete", "--force", "l1", check=True)
+
+
+def test_ps_and_exec(runtime, make_bundle, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    runtime.create("e", b, check=True)
+    runtime("start", "e", check=True)
+    pid = runtime.state("e")["pid"]
+    assert pid in json.loads(runtime("ps", "--format", "json", "e", check=True).stdout)
+    p = runtime("exec", "e", "sh", "-c", "echo hi; hostname; exit 5")
+    assert p.returncode == 5 and p.stdout == "hi\nrt-test\n"
+    p = runtime("exec", "e", "cat", "/proc/1/cmdline")
+    assert p.stdout.split("\0")[0] == "sleep"
+    runtime("delete", "--force", "e", check=True)
+
+
+def test_exec_process_file(runtime, make_bundle, tmp_path, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    runtime.create("ep", b, check=True)
+    runtime("start", "ep", check=True)
+    proc = {"terminal": False, "user": {"uid": 65534, "gid": 65534}, "args": ["sh", "-c", "id -u; pwd"],
+            "env": ["PATH=/bin"], "cwd": "/tmp"}
+    f = tmp_path / "process.json"
+    f.write_text(json.dumps(proc))
+    p = runtime("exec", "--process", str(f), "ep")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["65534", "/tmp"]
+    runtime("delete", "--force", "ep", check=True)
+
+
+def test_pause_resume(runtime, make_bundle, no_leaks):
+    runtime.create("p", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "p", check=True)
+    runtime("pause", "p", check=True)
+    assert runtime.state("p")["status"] == "paused"
+    runtime("resume", "p", check=True)
+    assert runtime.state("p")["status"] == "running"
+    assert runtime("resume", "p").returncode != 0
+    runtime("delete", "--force", "p", check=True)
+
+
+def test_json_log(runtime, tmp_path):
+    log = tmp_path / "log.json"
+    p = subprocess.run([runtime.path, "--root", runtime.root, "--log", str(log), "--log-format", "json",
+                        "state", "missing"], capture_output=True, text=True)
+    assert p.returncode != 0
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert any(x["level"] == "error" and "does not exist" in x["msg"] and "time" in x for x in lines)
+
+
+def test_bad_bundles(runtime, tmp_path, make_bundle, no_leaks):
+    assert runtime.create("b1", str(tmp_path / "missing")).returncode != 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runtime.create("b2", str(empty)).returncode != 0
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    assert runtime.create("b3", str(bad)).returncode != 0
+    p = runtime.create("b4", make_bundle(["no-such-binary"]))
+    assert p.returncode != 0 and "executable file not found" in p.stderr
+    assert runtime("list", "-q").stdout.split() == []
+
+
+def test_container_view(runtime, make_bundle, no_leaks):
+    """Namespaces, hostname, rlimits, readonly root, masked paths, user and cwd seen from inside."""
+    script = ("echo pid=$$; hostname; ulimit -n; touch /x 2>/dev/null && echo rw || echo ro; "
+              "cat /proc/kcore | wc -c; ls /sys/class/net; id -u; pwd")
+
+    def edit(c):
+        c["process"]["user"] = {"uid": 1000, "gid": 1000}
+        c["process"]["cwd"] = "/tmp"
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", script], edit=edit), "v")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["pid=1", "rt-test", "1024", "ro", "0", "lo", "1000", "/tmp"]
+
+
+def test_pid_file_contract(runtime, make_bundle, tmp_path, no_leaks):
+    """After create returns, the caller's subreaper reaps the init and reads its exit code."""
+    b = make_bundle(["sh", "-c", "exit 7"])
+    helper = f"""
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER, as conmon does
+rt = [{runtime.path!r}, "--root", {runtime.root!r}]
+subprocess.run(rt + ["create", "--bundle", {b!r}, "--pid-file", {str(tmp_path / "pid")!r}, "pc"],
+               check=True, stdout=subprocess.DEVNULL)
+pid = int(open({str(tmp_path / "pid")!r}).read())
+subprocess.run(rt + ["start", "pc"], check=True)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+    p = subprocess.run([sys.executable, "-c", helper], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "7"
+    assert runtime.state("pc")["status"] == "stopped"
+    runtime("delete", "pc", check=True)
