@@ -149,11 +149,14 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, cgroup=None, no_pivot: bo
         if bind and not os.path.isabs(src):
             src = os.path.join(os.path.dirname(rootfs), src)  # relative to the bundle
         fstype = m.type
-        if m.type == "cgroup" and "cgroup" not in types and cgroup is not None:
+        if m.type == "cgroup" and cgroup is None:
+            raise RtError(f"config.json: $.mounts[{i}]: a cgroup mount needs a container cgroup "
+                          f"(this plugin passes none to build_plan)")
+        if m.type == "cgroup" and "cgroup" not in types:
             fstype, data = "cgroup-host", cgroup_mount_binds(cgroup)
-        elif m.type == "cgroup" and cgroup is not None and cgroup.layout.mode == "v2":
+        elif m.type == "cgroup" and cgroup.layout.mode == "v2":
             fstype = "cgroup2"
-        elif m.type == "cgroup" and cgroup is not None:
+        elif m.type == "cgroup":
             fstype, data = "cgroup-host", cgroup_mount_binds(cgroup)
         if m.destination == "/dev" and not bind:
             dev_is_tmpfs = True

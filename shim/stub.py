@@ -92,27 +92,46 @@ def open_in_root(rootfd, path, flags=os.O_PATH | os.O_CLOEXEC):
 
 
 def make_target(rootfd, dst, is_dir):
-    """Create the mount point `dst` (dirs on the way) inside the root; return an O_PATH fd."""
-    parts = [p for p in dst.split("/") if p]
-    cur = "/"
-    for i, part in enumerate(parts):
-        nxt = cur.rstrip("/") + "/" + part
+    """Create the mount point `dst` inside the root and return an O_PATH fd to it.
+
+    Symlinks on the way are followed as if the rootfs were `/` (a link to /x means
+    <rootfs>/x), and missing parts are created there, never on the host.
+    """
+    todo = [p for p in dst.split("/") if p]
+    done = []
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        dfd = open_in_root(rootfd, "/" + "/".join(done), os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            fd = open_in_root(rootfd, nxt)
-            os.close(fd)
-        except Fail:
-            parent = open_in_root(rootfd, cur, os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                if i < len(parts) - 1 or is_dir:
-                    os.mkdir(part, 0o755, dir_fd=parent)
+                mode = os.stat(part, dir_fd=dfd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                if todo or is_dir:
+                    os.mkdir(part, 0o755, dir_fd=dfd)
                 else:
-                    os.close(os.open(part, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=parent))
-            except FileExistsError:
-                pass
-            finally:
-                os.close(parent)
-        cur = nxt
-    return open_in_root(rootfd, dst)
+                    os.close(os.open(part, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=dfd))
+                done.append(part)
+                continue
+            if mode & 0o170000 == 0o120000:  # a symlink: continue from its target, inside the root
+                hops += 1
+                if hops > 40:
+                    raise Fail(f"mount destination {dst}: too many levels of symbolic links")
+                target = os.readlink(part, dir_fd=dfd)
+                if target.startswith("/"):
+                    done = []
+                todo = [p for p in target.split("/") if p] + todo
+                continue
+            done.append(part)
+        finally:
+            os.close(dfd)
+    return open_in_root(rootfd, "/" + "/".join(done))
 
 
 def fdpath(fd):

@@ -70,9 +70,12 @@ class Runtime:
 
     def __init__(self, path: str, root: str):
         self.path, self.root = path, root
+        self.ids: set[str] = set()
 
     def __call__(self, *args, check=False, input=None, timeout=60, stdout=subprocess.PIPE, **kw):
         cmd = [self.path, "--root", self.root, *args]
+        if "create" in args or "run" in args:
+            self.ids.add(args[-1])
         if stdout is subprocess.PIPE:
             p = subprocess.run(cmd, input=input, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout,
                                text=True, **kw)
@@ -118,36 +121,37 @@ def make_bundle(tmp_path, busybox_rootfs):
     return make
 
 
-def _snapshot():
+def _snapshot(ids=()):
     with open("/proc/self/mountinfo") as f:
         mounts = {line.split()[4] for line in f}
     cgroups = set()
     for base in os.listdir("/sys/fs/cgroup"):
-        for top in ("rt", "rt-test"):
+        for top in ("rt-test", *(f"rt/{i}" for i in ids)):
             d = os.path.join("/sys/fs/cgroup", base, top)
             if os.path.isdir(d):
-                cgroups |= {os.path.join(d, x) for x in os.listdir(d)}
+                cgroups.add(d)
     return mounts, cgroups
 
 
 @pytest.fixture
-def no_leaks():
+def no_leaks(runtime):
     """Fails the test if it leaves mounts, cgroups or shim processes behind."""
-    before = _snapshot()
+    before, shims = _snapshot(), set(shim_processes())
     yield
-    after = _snapshot()
+    after = _snapshot(runtime.ids)
     assert after[0] - before[0] == set(), "leaked mounts"
     assert after[1] - before[1] == set(), "leaked cgroups"
-    assert not shim_processes(), "leaked shim processes"
+    assert not set(shim_processes()) - shims, "leaked shim processes"
 
 
 def shim_processes() -> list[int]:
-    """Live rt stubs (a container process that leaks also leaks its cgroup, checked above)."""
+    """Live stubs of the rt under test (a leaked container process also leaks its cgroup)."""
+    from rt.shim.launcher import STUB
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"shim/stub.py" in f.read():
+                if STUB.encode() in f.read():
                     out.append(int(pid))
         except OSError:
             pass

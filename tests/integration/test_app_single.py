@@ -1,0 +1,233 @@
+"""rt-specific checks of app_single: cgroups, namespaces, mounts, plugins, bad input."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, base_config, is_rt, runtime_path
+
+pytestmark = pytest.mark.root
+
+if not is_rt(runtime_path()):
+    pytest.skip("rt-specific tests (RT_RUNTIME points elsewhere)", allow_module_level=True)
+
+
+def cgroup_file(ctrl_v1: str, name_v1: str, name_v2: str, path: str) -> str:
+    from rt.core.cgroups import Layout
+    layout = Layout.detect()
+    if layout.mode == "v2":
+        return os.path.join(layout.unified, path.lstrip("/"), name_v2)
+    return os.path.join(layout.v1[ctrl_v1], path.lstrip("/"), name_v1)
+
+
+def test_cgroup_limits_applied_and_removed(runtime, make_bundle, no_leaks):
+    def edit(c):
+        c["linux"]["cgroupsPath"] = "/rt-test/limits"
+        c["linux"]["resources"] = {"memory": {"limit": 33554432}, "pids": {"limit": 42},
+                                   "cpu": {"quota": 50000, "period": 100000, "shares": 512}}
+    runtime.create("cg", make_bundle(["sleep", "100"], edit=edit), check=True)
+    path = "/rt-test/limits"
+    mem = open(cgroup_file("memory", "memory.limit_in_bytes", "memory.max", path)).read().strip()
+    pids = open(cgroup_file("pids", "pids.max", "pids.max", path)).read().strip()
+    assert (mem, pids) == ("33554432", "42")
+    from rt.core.cgroups import Cgroup, Layout
+    if Layout.detect().mode == "v2":
+        assert open(cgroup_file("cpu", "", "cpu.max", path)).read().split() == ["50000", "100000"]
+    else:
+        assert open(cgroup_file("cpu", "cpu.cfs_quota_us", "", path)).read().strip() == "50000"
+        assert open(cgroup_file("cpu", "cpu.shares", "", path)).read().strip() == "512"
+    pid = runtime.state("cg")["pid"]
+    procs = open(cgroup_file("pids", "cgroup.procs", "cgroup.procs", path)).read().split()
+    assert str(pid) in procs
+    # the container sees its own limit through its /sys/fs/cgroup
+    p = runtime("exec", "cg", "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max")
+    assert p.stdout.strip() == "42", p.stderr
+    runtime("delete", "--force", "cg", check=True)
+    assert not os.path.exists(os.path.dirname(cgroup_file("pids", "pids.max", "pids.max", path)))
+    for d in set(Cgroup("/rt-test").dirs().values()):  # the parent is ours to remove, as with runc
+        os.rmdir(d)
+
+
+def test_pids_limit_enforced(runtime, make_bundle, no_leaks):
+    def edit(c):
+        c["linux"]["resources"] = {"pids": {"limit": 5}}
+    runtime.create("pl", make_bundle(["sleep", "100"], edit=edit), check=True)
+    runtime("start", "pl", check=True)
+    p = runtime("exec", "pl", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 100 >/dev/null 2>&1 & done")
+    assert p.returncode != 0 and "can't fork" in p.stderr
+    d = os.path.dirname(cgroup_file("pids", "pids.max", "pids.max", "/rt/pl"))
+    # at the limit: init + sh + 3 sleeps = 5; sh then exits on the failed fork
+    assert int(open(os.path.join(d, "pids.current")).read()) == 4
+    assert "max 0" not in open(os.path.join(d, "pids.events")).read()
+    runtime("delete", "--force", "pl", check=True)
+
+
+def test_update_resources(runtime, make_bundle, tmp_path, no_leaks):
+    runtime.create("up", make_bundle(["sleep", "100"]), check=True)
+    f = tmp_path / "res.json"
+    f.write_text(json.dumps({"pids": {"limit": 77}}))
+    runtime("update", "--resources", str(f), "up", check=True)
+    p = runtime("exec", "up", "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max")
+    assert p.stdout.strip() == "77"
+    f.write_text("[1, 2]")
+    assert runtime("update", "--resources", str(f), "up").returncode != 0
+    runtime("delete", "--force", "up", check=True)
+    assert runtime("update", "--resources", str(f), "up").returncode != 0
+
+
+def test_join_namespace_by_path(runtime, make_bundle, no_leaks):
+    runtime.create("owner", make_bundle(["sleep", "100"]), check=True)
+    owner = runtime.state("owner")["pid"]
+    netns = f"/proc/{owner}/ns/net"
+
+    def edit(c):
+        c["linux"]["namespaces"] = [ns if ns["type"] != "network" else {"type": "network", "path": netns}
+                                    for ns in c["linux"]["namespaces"]]
+    p = runtime("run", "--bundle", make_bundle(["readlink", "/proc/self/ns/net"], edit=edit), "joiner")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == os.readlink(netns)
+    runtime("delete", "--force", "owner", check=True)
+
+
+def test_namespace_path_of_wrong_type(runtime, make_bundle, no_leaks):
+    def edit(c):
+        c["linux"]["namespaces"].append({"type": "network", "path": "/proc/self/ns/uts"})
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n.get("path") or n["type"] != "network"]
+    p = runtime.create("wrongns", make_bundle(edit=edit))
+    assert p.returncode != 0 and "$.linux.namespaces" in p.stderr
+
+
+def test_mount_symlink_resolves_inside_rootfs(runtime, tmp_path, no_leaks):
+    """A mount destination that is a symlink to a host path lands inside the rootfs."""
+    rootfs = tmp_path / "rootfs"
+    subprocess.run([os.path.join(REPO, "scripts", "mkrootfs-busybox"), str(rootfs)], check=True)
+    victim = tmp_path / "host-victim"
+    victim.mkdir()
+    (victim / "keep").write_text("host data")
+    os.symlink(str(victim), rootfs / "escape")  # absolute link pointing at a host dir
+    cfg = base_config(str(rootfs), ["sh", "-c", "echo inside > /escape/marker; ls /escape"])
+    cfg["root"]["readonly"] = False
+    cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/tmp"]
+    cfg["mounts"].append({"destination": "/escape", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]})
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    p = runtime("run", "--bundle", str(bundle), "esc")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["marker"]  # a fresh tmpfs, not the host dir
+    assert sorted(os.listdir(victim)) == ["keep"]
+    assert (rootfs / str(victim).lstrip("/")).is_dir()  # made inside the rootfs
+
+
+def test_bind_mount(runtime, make_bundle, tmp_path, no_leaks):
+    src = tmp_path / "shared"
+    src.mkdir()
+    (src / "file").write_text("from host")
+
+    def edit(c):
+        c["mounts"].append({"destination": "/mnt/shared", "type": "bind", "source": str(src),
+                            "options": ["rbind", "ro"]})
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", "cat /mnt/shared/file; touch /mnt/shared/x || echo ro"],
+                                                 edit=edit), "bm")
+    assert p.stdout.split("\n")[:2] == ["from host", "ro"] or "ro" in p.stdout, p.stderr
+    assert not (src / "x").exists()
+
+
+def test_missing_capability_is_logged_not_fatal(runtime, make_bundle, tmp_path, no_leaks):
+    from rt.core.plan import host_capabilities
+    bnd, _ = host_capabilities()
+    log = tmp_path / "log.json"
+
+    def edit(c):
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k].append("CAP_SYS_RESOURCE")
+    p = subprocess.run([runtime.path, "--root", runtime.root, "--log", str(log), "--log-format", "json", "run",
+                        "--bundle", make_bundle(["sh", "-c", "grep CapEff /proc/self/status"], edit=edit), "caps"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    eff = int(p.stdout.split()[1], 16)
+    if bnd & (1 << 24):
+        assert eff & (1 << 24)
+    else:  # this host lacks CAP_SYS_RESOURCE: kept what exists, logged the rest
+        assert not eff & (1 << 24) and eff & (1 << 5)  # CAP_KILL kept
+        warnings = [json.loads(x) for x in log.read_text().splitlines()]
+        assert any(w["level"] == "warning" and "CAP_SYS_RESOURCE" in w["msg"] for w in warnings)
+        assert p.stderr == ""
+
+
+def test_plugin_selection_errors(runtime, make_bundle, no_leaks):
+    def ann(value):
+        return lambda c: c.setdefault("annotations", {}).update({"rt.plugin": value})
+    p = runtime.create("u", make_bundle(edit=ann("no-such-kind")))
+    assert p.returncode != 0 and "unknown plugin 'no-such-kind'" in p.stderr
+    p = runtime("--plugin", "app_single", "create", "--bundle", make_bundle(edit=ann("lxc_system")), "c",
+                stdout=subprocess.DEVNULL)
+    assert p.returncode != 0 and "conflict" in p.stderr
+    p = runtime.create("ok", make_bundle(["sleep", "10"], edit=ann("app_single")), check=True)
+    runtime("delete", "--force", "ok", check=True)
+    assert runtime("list", "-q").stdout == ""
+
+
+def test_third_party_plugin(runtime, make_bundle, tmp_path, no_leaks):
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(site), os.path.join(REPO, "tests", "data", "rt-example-plugin")], check=True)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    feats = json.loads(runtime("features", env=env, check=True).stdout)
+    plugins = {p["name"]: p for p in feats["rt"]["plugins"]}
+    assert plugins["example"]["version"] == "0.3.1" and plugins["example"]["distribution"] == "0.3.1"
+    assert "app_single" in plugins and "example-hello" in feats["rt"]["verbs"]
+
+    def ann(c):
+        c["annotations"] = {"rt.plugin": "example"}
+    b = make_bundle(["sleep", "100"], edit=ann)
+    runtime.create("tp", b, env=env, check=True)
+    assert runtime("state", "tp", env=env, check=True).stdout and runtime.state("tp")["status"] == "created"
+    runtime("start", "tp", env=env, check=True)
+    assert runtime.state("tp")["status"] == "running"
+    assert runtime("example-hello", "x", env=env, check=True).stdout == "hello from the example plugin x\n"
+    runtime("kill", "tp", "KILL", env=env, check=True)
+    time.sleep(0.1)
+    runtime("delete", "tp", env=env, check=True)
+    # disabled by the operator: not selectable, and its name is reported
+    off = dict(env, RT_DISABLED_PLUGINS="example")
+    p = runtime.create("tp2", b, env=off)
+    assert p.returncode != 0 and "disabled" in p.stderr
+    p = runtime.create("tp3", b, env=dict(env, RT_DISABLE_PLUGIN_AUTOLOAD="1"))
+    assert p.returncode != 0 and "unknown plugin 'example'" in p.stderr
+    # a plugin can reject a spec through rt_check_spec
+    def reject(c):
+        c["annotations"] = {"rt.plugin": "example", "example.reject": "yes"}
+    p = runtime.create("tp4", make_bundle(edit=reject), env=env)
+    assert p.returncode != 0 and "rejected by annotation" in p.stderr
+
+
+_PATHS = [("process", "args"), ("process", "cwd"), ("process", "env"), ("process", "user", "uid"),
+          ("root", "path"), ("hostname",), ("linux", "namespaces"), ("mounts",), ("ociVersion",),
+          ("process", "rlimits"), ("linux", "resources"), ("process", "capabilities", "bounding")]
+_JUNK = st.one_of(st.integers(-5, 2**70), st.text(max_size=5), st.booleans(), st.none(),
+                  st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(_PATHS), junk=_JUNK)
+def test_garbage_configs_fail_cleanly(runtime, make_bundle, where, junk):
+    """A config broken anywhere fails with one clear line and leaves nothing behind."""
+    def edit(c):
+        node = c
+        for k in where[:-1]:
+            node = node[k]
+        node[where[-1]] = junk
+    p = runtime.create("hx", make_bundle(["true"], edit=edit))
+    if p.returncode == 0:  # the junk happened to be valid (e.g. a string hostname)
+        runtime("delete", "--force", "hx", check=True)
+        return
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "level=error" in lines[0], p.stderr
+    assert runtime("list", "-q").stdout == ""
+    assert not os.path.exists(os.path.join(runtime.root, "hx"))
