@@ -1,10 +1,5 @@
-"""app_single: one process in its own namespaces and cgroup (runc-class)."""
-from rt.core.api import hookimpl
+"""app_single: one process in its own namespaces and cgroup (runc-class).
 
-VERSION = "0.1.0"
-
-
-@hookimpl
-def rt_register(registry):
-    registry.add_backend("app_single", "rt.plugins.app_single.backend:AppBackend", version=VERSION,
-                         summary="one process in its own namespaces and cgroups (runc-class)")
+plugin.py holds the hooks (the entry point); backend.py the mechanism. This file stays
+empty so that short verbs importing the backend do not pull in pluggy.
+"""

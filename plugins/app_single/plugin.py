@@ -1,0 +1,10 @@
+"""The app_single plugin hooks (entry point `rt.plugins`)."""
+from rt.core.api import hookimpl
+
+VERSION = "0.1.0"
+
+
+@hookimpl
+def rt_register(registry):
+    registry.add_backend("app_single", "rt.plugins.app_single.backend:AppBackend", version=VERSION,
+                         summary="one process in its own namespaces and cgroups (runc-class)")
