@@ -33,7 +33,9 @@ class Layout:
                         if o in ("rw", "ro") or o.startswith("release_agent") or o in ("clone_children", "noprefix", "xattr"):
                             continue
                         v1.setdefault(o, mnt)
-        if unified and not v1:
+        # cgroup2 at the top (or no v1 controller at all) is a v2 host, whatever named v1
+        # hierarchies (name=systemd) hang around elsewhere.
+        if unified and (unified == "/sys/fs/cgroup" or not any(not k.startswith("name=") for k in v1)):
             return cls(V2, {}, unified)
         return cls(HYBRID if unified else V1, v1, unified)
 
@@ -75,6 +77,19 @@ def _write(path: str, value) -> None:
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
+
+
+def swap_v2(swap: int, limit: int | None):
+    """OCI swap is memory+swap; v2's memory.swap.max is swap alone (runc's conversion)."""
+    if swap < 0:
+        return "max"
+    if swap == 0:
+        return 0
+    if limit is None or limit < 0:
+        raise ValueError("linux.resources.memory.swap needs memory.limit on cgroup v2")
+    if swap < limit:
+        raise ValueError(f"linux.resources.memory.swap ({swap}) must be >= memory.limit ({limit})")
+    return swap - limit
 
 
 def shares_to_weight(shares: int) -> int:
@@ -184,9 +199,9 @@ class Cgroup:
             while _read(path) not in (on if frozen else off) and time.monotonic() < deadline:
                 time.sleep(0.001)
         # keep the other hierarchy in step on hybrid hosts
-        d = self._dir("freezer")
-        if d and not path.endswith("freezer.state"):
-            _write(os.path.join(d, "freezer.state"), "FROZEN" if frozen else "THAWED")
+        v1 = self.layout.v1.get("freezer")
+        if self.layout.mode == HYBRID and v1 and not path.endswith("freezer.state"):
+            _write(os.path.join(v1, self.path.lstrip("/"), "freezer.state"), "FROZEN" if frozen else "THAWED")
 
     def frozen(self) -> bool:
         f = self._freeze_file()
@@ -241,10 +256,7 @@ class Cgroup:
             if mem.get("reservation") is not None:
                 writes.append(("memory", "memory.low", mem["reservation"]))
             if mem.get("swap") is not None:
-                swap = mem["swap"]
-                lim = mem.get("limit")
-                val = "max" if swap < 0 else (swap - lim if lim and lim > 0 else swap)
-                writes.append(("memory", "memory.swap.max", val))
+                writes.append(("memory", "memory.swap.max", swap_v2(mem["swap"], mem.get("limit"))))
             if mem.get("disableOOMKiller"):
                 pass  # no v2 equivalent; runc ignores it there too
             if cpu.get("shares"):
@@ -284,6 +296,16 @@ class Cgroup:
             if pids.get("limit") is not None:
                 writes.append(("pids", "pids.max", "max" if pids["limit"] <= 0 else pids["limit"]))
         skipped = []
+        names = [w[1] for w in writes]
+        if "memory.memsw.limit_in_bytes" in names and "memory.limit_in_bytes" in names:
+            d = self._dir("memory")
+            try:
+                cur = int(_read(os.path.join(d, "memory.memsw.limit_in_bytes")))
+            except (OSError, ValueError, TypeError):
+                cur = None
+            if cur is not None and 0 <= cur < (mem.get("limit") or 0) or (mem.get("limit") or 0) < 0:
+                i, j = names.index("memory.limit_in_bytes"), names.index("memory.memsw.limit_in_bytes")
+                writes[i], writes[j] = writes[j], writes[i]
         if res.get("unified") and not v2:
             skipped.append("linux.resources.unified needs cgroup v2 (this host is %s)" % self.layout.mode)
         for ctrl, name, value in writes:

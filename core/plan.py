@@ -32,7 +32,8 @@ _FLAGS = {
     "noatime": (True, 1024), "atime": (False, 1024), "nodiratime": (True, 2048), "diratime": (False, 2048),
     "bind": (True, 4096), "rbind": (True, 4096 | 16384), "relatime": (True, 1 << 21),
     "norelatime": (False, 1 << 21), "strictatime": (True, 1 << 24), "nostrictatime": (False, 1 << 24),
-    "silent": (True, 32768), "loud": (False, 32768), "lazytime": (True, 1 << 25), "nolazytime": (False, 1 << 25),
+    "silent": (True, 32768), "loud": (False, 32768), "defaults": (False, 0),
+    "iversion": (True, 1 << 23), "noiversion": (False, 1 << 23), "nosymfollow": (True, 256), "lazytime": (True, 1 << 25), "nolazytime": (False, 1 << 25),
 }
 MS_REC, MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 16384, 1 << 17, 1 << 18, 1 << 19, 1 << 20
 _PROPAGATION = {
@@ -114,8 +115,8 @@ def cgroup_mount_binds(cgroup) -> list[tuple[str, str]]:
     return binds
 
 
-def build_plan(spec, *, rootfs: str, fifo: str | None, cgroup=None, no_pivot: bool = False,
-               preserve_fds: int = 0, warn=lambda msg: None) -> dict:
+def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None, cgroup=None,
+               no_pivot: bool = False, preserve_fds: int = 0, warn=lambda msg: None) -> dict:
     linux = spec.linux
     proc = spec.process
     if proc is None:
@@ -147,7 +148,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, cgroup=None, no_pivot: bo
             raise RtError(f"config.json: $.mounts[{i}]: idmapped mounts are not supported by this rt build yet")
         src = m.source
         if bind and not os.path.isabs(src):
-            src = os.path.join(os.path.dirname(rootfs), src)  # relative to the bundle
+            src = os.path.join(bundle or os.path.dirname(rootfs), src)  # relative to the bundle
         fstype = m.type
         if m.type == "cgroup" and cgroup is None:
             raise RtError(f"config.json: $.mounts[{i}]: a cgroup mount needs a container cgroup "

@@ -48,11 +48,72 @@ def disabled_names() -> set[str]:
     return {n.strip() for n in os.environ.get("RT_DISABLED_PLUGINS", "").split(",") if n.strip()}
 
 
+class EntryPoint:
+    def __init__(self, name: str, value: str, dist: str, version: str):
+        self.name, self.value, self.dist, self.version = name, value, dist, version
+
+    def load(self):
+        return load_target(self.value) if ":" in self.value else importlib.import_module(self.value)
+
+
+def scan_entry_points(group: str, path: list[str] | None = None) -> list[EntryPoint]:
+    """The entry points of `group` in the distributions on sys.path.
+
+    Reads *.dist-info/entry_points.txt directly: importlib.metadata costs ~30 ms to import
+    here, more than all the rest of `create`. The first distribution of a name wins, as
+    with importlib.metadata.
+    """
+    import sys
+    seen, found = set(), []
+    for entry in (sys.path if path is None else path):
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for d in sorted(names):
+            if not d.endswith((".dist-info", ".egg-info")):
+                continue
+            dist, _, version = d.rsplit(".", 1)[0].partition("-")
+            key = dist.lower().replace("-", "_").replace(".", "_")
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                with open(os.path.join(entry, d, "entry_points.txt")) as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if not version:
+                version = _metadata_version(os.path.join(entry, d))
+            section = None
+            for line in text.splitlines():
+                line = line.strip()
+                if line.startswith("[") and line.endswith("]"):
+                    section = line[1:-1].strip()
+                elif section == group and "=" in line and not line.startswith(("#", ";")):
+                    name, _, value = line.partition("=")
+                    found.append(EntryPoint(name.strip(), value.split("[")[0].strip(), dist, version))
+    return found
+
+
+def _metadata_version(path: str) -> str:
+    for name in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(path, name)) as f:
+                for line in f:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip():
+                        break
+        except OSError:
+            continue
+    return ""
+
+
 def _entry_points():
-    from importlib.metadata import entry_points
     autoload = os.environ.get("RT_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
     off = disabled_names()
-    for ep in entry_points(group=GROUP):
+    for ep in scan_entry_points(GROUP):
         if ep.name in off:
             continue
         if not autoload and not ep.value.startswith("rt.plugins."):
@@ -76,7 +137,7 @@ class Manager:
             except Exception as e:
                 raise RtError(f"plugin {ep.name}: cannot load {ep.value}: {e}")
             self.pm.register(plugin, name=ep.name)
-            self.dists[ep.name] = ep.dist.version if ep.dist else "?"
+            self.dists[ep.name] = ep.version or "?"
         self.pm.check_pending()
         for impl in self.pm.hook.rt_register.get_hookimpls():
             self.registry._current = impl.plugin_name
@@ -108,6 +169,6 @@ def load_target(target: str, plugin: str | None = None):
         obj = importlib.import_module(mod)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
+    except (ImportError, AttributeError, ValueError) as e:
         raise RtError(f"cannot load {target}: {e}")
     return obj

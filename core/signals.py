@@ -1,7 +1,10 @@
-"""Signal names as runc accepts them: KILL, SIGKILL, 9, and RTMIN+N."""
+"""Signal names as runc accepts them: KILL, SIGKILL, kill, 9, and RTMIN+N / RTMAX-N."""
+import re
 import signal
 
 from .errors import RtError
+
+_RT = re.compile(r"RT(MIN|MAX)([+-]\d+)?")
 
 
 def parse_signal(text: str) -> int:
@@ -12,14 +15,9 @@ def parse_signal(text: str) -> int:
             return n
         raise RtError(f"invalid signal: {text}")
     t = t.removeprefix("SIG")
-    if t.startswith("RTMIN") or t.startswith("RTMAX"):
-        base, _, off = t[5:].partition("+") if "+" in t else (t[5:], "", "")
-        minus = t.partition("-")[2] if "-" in t else ""
-        n = signal.SIGRTMIN if t.startswith("RTMIN") else signal.SIGRTMAX
-        try:
-            n = n + int(off or 0) - int(minus or 0)
-        except ValueError:
-            raise RtError(f"invalid signal: {text}")
+    m = _RT.fullmatch(t)
+    if m:
+        n = (signal.SIGRTMIN if m.group(1) == "MIN" else signal.SIGRTMAX) + int(m.group(2) or 0)
         if signal.SIGRTMIN <= n <= signal.SIGRTMAX:
             return n
         raise RtError(f"invalid signal: {text}")

@@ -6,7 +6,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import time
 
 from . import status as st
@@ -15,13 +14,13 @@ from .errors import NotFound, RtError
 DEFAULT_ROOT = "/run/rt"
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
-_ID_RE = re.compile(r"^[\w+\-.]+$")
+_ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
 
 
 def check_id(cid: str) -> None:
     if not cid:
         raise RtError("container id cannot be empty")
-    if cid in (".", "..") or not _ID_RE.match(cid) or len(cid) > 1024:
+    if cid in (".", "..") or not _ID_RE.fullmatch(cid) or len(cid) > 255:
         raise RtError(f"invalid container id format: {cid}")
 
 
@@ -45,8 +44,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        os.write(fd, data)  # no fsync: runtime state does not outlive a reboot (runc does the same)
     finally:
         os.close(fd)
     os.rename(tmp, path)
@@ -105,7 +103,10 @@ class Container:
 
     def lock(self) -> "Container":
         """Take the per-container lock; different ids never wait on each other."""
-        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise NotFound(self.id)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._lock_fd = fd
         record = self.store.read(self.id)
@@ -121,6 +122,7 @@ class Container:
             self._lock_fd = None
 
     def remove(self) -> None:
+        import shutil
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):

@@ -4,7 +4,10 @@ import sys
 
 from .protocol import PROTOCOL_VERSION, Channel, Child, Hello, ProtocolError, Ready, Run
 
-STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stub.py")
+SHIM_DIR = os.path.dirname(os.path.abspath(__file__))
+# Import the stub as a module (its .pyc is cached at install) rather than run it as a
+# script, which would compile it on every start.
+STUB_CMD = f"import sys; sys.path[:0] = [{SHIM_DIR!r}]; import stub; stub.main()"
 
 
 class Launched:
@@ -12,11 +15,13 @@ class Launched:
         self.shim_pid, self.pid = shim_pid, pid
 
 
-def launch(plan: dict, *, on_hello=None, on_child=None, timeout: float = 60.0) -> Launched:
+def launch(plan: dict, *, on_spawn=None, on_hello=None, on_child=None, timeout: float = 60.0) -> Launched:
     """Spawn the stub, send it `plan`, and return once the container init is Ready.
 
-    on_hello(shim_pid) runs before the plan is sent (e.g. to place the shim in a cgroup,
-    so the init is born there); on_child(pid) runs as soon as the init exists.
+    on_spawn(shim_pid) runs right after the spawn, while the stub interpreter starts (the
+    place to join cgroups: a v1 migration can cost an RCU grace period, and this overlaps
+    it with the stub's start-up); on_hello(shim_pid) after the handshake, before the plan;
+    on_child(pid) as soon as the container init exists.
     """
     r_plan, w_plan = os.pipe2(os.O_CLOEXEC)
     r_msg, w_msg = os.pipe2(os.O_CLOEXEC)
@@ -24,13 +29,15 @@ def launch(plan: dict, *, on_hello=None, on_child=None, timeout: float = 60.0) -
     os.set_inheritable(w_msg, True)
     exe = sys.executable
     try:
-        shim_pid = os.posix_spawn(exe, [exe, "-I", "-S", "-B", STUB, str(r_plan), str(w_msg)], dict(os.environ))
+        shim_pid = os.posix_spawn(exe, [exe, "-I", "-S", "-B", "-c", STUB_CMD, str(r_plan), str(w_msg)], dict(os.environ))
     finally:
         os.close(r_plan)
         os.close(w_msg)
     chan = Channel(r_msg, w_plan)
     reaped = False
     try:
+        if on_spawn:
+            on_spawn(shim_pid)
         hello = chan.expect(Hello, timeout, "shim exited before its handshake")
         if hello.version != PROTOCOL_VERSION:
             raise ProtocolError(f"shim protocol version {hello.version}, core speaks {PROTOCOL_VERSION}")

@@ -1,4 +1,4 @@
-"""The per-container shim process, run as `python -I -S stub.py RFD WFD`.
+"""The per-container shim process: `python -I -S -c "...import stub; stub.main()" RFD WFD`.
 
 It must stay lean: it is the process that waits between `create` and `start`,
 so it imports only builtins and ctypes (no site-packages, no rt modules).

@@ -146,12 +146,12 @@ def no_leaks(runtime):
 
 def shim_processes() -> list[int]:
     """Live stubs of the rt under test (a leaked container process also leaks its cgroup)."""
-    from rt.shim.launcher import STUB
+    from rt.shim.launcher import STUB_CMD
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if STUB.encode() in f.read():
+                if STUB_CMD.encode() in f.read():
                     out.append(int(pid))
         except OSError:
             pass

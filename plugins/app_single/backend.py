@@ -17,14 +17,14 @@ class AppBackend(api.Backend):
         cg = api.Cgroup(path)
         cg.create()
         try:
-            for msg in cg.apply(req.config.get("linux", {}).get("resources")):
+            for msg in self._apply(cg, req.config.get("linux", {}).get("resources")):
                 req.warn(msg)
             rootfs = req.spec.root.path
             if not os.path.isabs(rootfs):
                 rootfs = os.path.join(req.bundle, rootfs)
-            plan = api.build_plan(req.spec, rootfs=rootfs, fifo=req.fifo, cgroup=cg, no_pivot=req.no_pivot,
+            plan = api.build_plan(req.spec, rootfs=rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=cg, no_pivot=req.no_pivot,
                                   preserve_fds=req.preserve_fds, warn=req.warn)
-            launched = api.launch_shim(plan, on_hello=cg.join)
+            launched = api.launch_shim(plan, on_spawn=cg.join)
         except BaseException:
             cg.kill_all()
             cg.destroy()
@@ -64,13 +64,20 @@ class AppBackend(api.Backend):
         self._cgroup(c).set_frozen(False)
 
     def update(self, c, resources: dict) -> None:
-        for msg in self._cgroup(c).apply(resources):
+        for msg in self._apply(self._cgroup(c), resources):
             raise api.RtError(f"update: {msg}")
+
+    @staticmethod
+    def _apply(cg, resources) -> list[str]:
+        try:
+            return cg.apply(resources)
+        except ValueError as e:
+            raise api.RtError(str(e))
 
     def exec(self, c, req: dict) -> int:
         plan = api.build_exec_plan(c.pid, req["process"], preserve_fds=req["preserve_fds"], warn=req["warn"])
         cg = self._cgroup(c)
         try:
-            return api.launch_shim(plan, on_hello=cg.join).pid
+            return api.launch_shim(plan, on_spawn=cg.join).pid
         except api.ShimFailed as e:
             raise api.RtError(f"exec failed: {e.reason}")

@@ -1,0 +1,203 @@
+"""Unit tests of rt.core.plugins: the registry, backend selection, disabling and load_target."""
+import os.path
+
+import pytest
+
+from rt.core import api
+from rt.core.errors import RtError
+from rt.core.plugins import ANNOTATION, DEFAULT, Manager, Registry, disabled_names, load_target
+
+APP_TARGET = "rt.plugins.app_single.backend:AppBackend"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    monkeypatch.delenv("RT_DISABLED_PLUGINS", raising=False)
+    monkeypatch.delenv("RT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+
+
+@pytest.fixture
+def mgr():
+    m = Manager().load()
+    m.registry._current = "extra"
+    m.registry.add_backend("other", "some.module:Other", version="2", summary="another kind")
+    m.registry._current = None
+    return m
+
+
+class ExtraPlugin:
+    """A plugin object as a third party would register it."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    @api.hookimpl
+    def rt_register(self, registry):
+        registry.add_backend(self.backend, "x.y:Z", version="9")
+        registry.add_verb("console", "x.y:console", help="attach")
+
+
+# --- Registry --------------------------------------------------------------------------------------
+
+
+def test_registry_records_plugin_of_each_entry():
+    reg = Registry()
+    reg._current = "p1"
+    reg.add_backend("b1", "m:B", version="1.0", summary="s")
+    reg.add_verb("v1", "m:v", help="h")
+    info = reg.backends["b1"]
+    assert (info.name, info.target, info.version, info.summary, info.plugin) == ("b1", "m:B", "1.0", "s", "p1")
+    v = reg.verbs["v1"]
+    assert (v.name, v.target, v.help, v.plugin) == ("v1", "m:v", "h", "p1")
+
+
+def test_registry_duplicate_backend():
+    reg = Registry()
+    reg._current = "p1"
+    reg.add_backend("b", "m:B")
+    reg._current = "p2"
+    with pytest.raises(RtError) as e:
+        reg.add_backend("b", "n:B")
+    assert e.value.msg == "plugin p2: backend 'b' is already registered by p1"
+    assert reg.backends["b"].target == "m:B"  # the first one stays
+
+
+def test_registry_duplicate_verb():
+    reg = Registry()
+    reg._current = "p1"
+    reg.add_verb("console", "m:c")
+    with pytest.raises(RtError, match="plugin p1: verb 'console' is already registered"):
+        reg.add_verb("console", "m:d")
+
+
+# --- Manager.load ------------------------------------------------------------------------------------
+
+
+def test_load_finds_builtin_app_single():
+    m = Manager().load()
+    info = m.registry.backends["app_single"]
+    assert info.target == APP_TARGET
+    assert info.plugin == "app_single"
+    assert info.version == "0.1.0"
+    assert m.dists["app_single"] == "0.1.0"
+    assert m.registry._current is None
+
+
+def test_load_with_autoload_disabled_keeps_builtins(monkeypatch):
+    monkeypatch.setenv("RT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert "app_single" in Manager().load().registry.backends
+
+
+def test_load_calls_every_registered_plugin():
+    m = Manager()
+    m.pm.register(ExtraPlugin("kvm"), name="extra")
+    m.load()
+    assert set(m.registry.backends) >= {"app_single", "kvm"}
+    assert m.registry.backends["kvm"].plugin == "extra"
+    assert m.registry.verbs["console"].plugin == "extra"
+
+
+def test_load_conflicting_plugins():
+    m = Manager()
+    m.pm.register(ExtraPlugin("app_single"), name="extra")
+    with pytest.raises(RtError) as e:
+        m.load()
+    assert "backend 'app_single' is already registered" in e.value.msg
+    assert "extra" in e.value.msg and "app_single" in e.value.msg
+
+
+# --- select ------------------------------------------------------------------------------------------------
+
+
+def test_select_default(mgr):
+    assert DEFAULT == "app_single"
+    assert mgr.select(None, None).name == "app_single"
+    assert mgr.select(None, {}).name == "app_single"
+    assert mgr.select("", {"other.annotation": "x"}).name == "app_single"
+
+
+def test_select_annotation(mgr):
+    assert ANNOTATION == "rt.plugin"
+    info = mgr.select(None, {"rt.plugin": "other"})
+    assert (info.name, info.target, info.plugin) == ("other", "some.module:Other", "extra")
+
+
+def test_select_explicit_beats_default(mgr):
+    assert mgr.select("other", None).name == "other"
+    assert mgr.select("app_single", {}).name == "app_single"
+
+
+def test_select_explicit_and_same_annotation(mgr):
+    assert mgr.select("other", {"rt.plugin": "other"}).name == "other"
+
+
+def test_select_conflict(mgr):
+    with pytest.raises(RtError) as e:
+        mgr.select("app_single", {"rt.plugin": "other"})
+    assert "conflict" in e.value.msg
+    assert "'app_single'" in e.value.msg and "'other'" in e.value.msg
+
+
+@pytest.mark.parametrize("explicit,ann", [("nosuch", None), (None, {"rt.plugin": "nosuch"})])
+def test_select_unknown_lists_installed(mgr, explicit, ann):
+    with pytest.raises(RtError) as e:
+        mgr.select(explicit, ann)
+    assert e.value.msg == "unknown plugin 'nosuch'; installed: app_single, other"
+
+
+def test_disabled_plugin_is_unknown(monkeypatch):
+    monkeypatch.setenv("RT_DISABLED_PLUGINS", " foo , app_single,,")
+    assert disabled_names() == {"foo", "app_single"}
+    m = Manager().load()
+    assert "app_single" not in m.registry.backends
+    with pytest.raises(RtError) as e:
+        m.select(None, None)
+    assert e.value.msg == "unknown plugin 'app_single' (disabled by RT_DISABLED_PLUGINS); installed: none"
+
+
+def test_disabling_another_plugin_keeps_app_single(monkeypatch):
+    monkeypatch.setenv("RT_DISABLED_PLUGINS", "lxc_system")
+    assert Manager().load().select(None, None).name == "app_single"
+
+
+# --- load_target --------------------------------------------------------------------------------------------
+
+
+def test_load_target_backend_class():
+    cls = load_target(APP_TARGET, "app_single")
+    from rt.plugins.app_single.backend import AppBackend
+    assert cls is AppBackend
+    assert issubclass(cls, api.Backend)
+    assert cls().name == "app_single"
+
+
+def test_load_target_dotted_attribute():
+    assert load_target("os:path.join") is os.path.join
+
+
+@pytest.mark.parametrize("target,why", [
+    ("rt.no_such_module:X", "No module named"),
+    ("rt.plugins.app_single.backend:Nope", "has no attribute 'Nope'"),
+    ("rt.plugins.app_single.backend:AppBackend.nope", "has no attribute 'nope'"),
+    ("rt.plugins.app_single.backend", "has no attribute ''"),
+])
+def test_load_target_bad(target, why):
+    with pytest.raises(RtError) as e:
+        load_target(target)
+    assert e.value.msg.startswith(f"cannot load {target}: ")
+    assert why in e.value.msg
+
+
+@pytest.mark.parametrize("target", ["", ":AppBackend"])
+def test_load_target_empty_module(target):
+    with pytest.raises(RtError, match="cannot load"):
+        load_target(target)
+
+
+def test_load_target_of_disabled_plugin(monkeypatch):
+    monkeypatch.setenv("RT_DISABLED_PLUGINS", "app_single")
+    with pytest.raises(RtError) as e:
+        load_target(APP_TARGET, "app_single")
+    assert e.value.msg == "plugin 'app_single' is disabled by RT_DISABLED_PLUGINS"
+    # without the plugin name the target still loads (it is only a path)
+    assert load_target(APP_TARGET).__name__ == "AppBackend"
