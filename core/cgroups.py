@@ -5,7 +5,7 @@ code serves `create` and `update --resources FILE`.
 """
 import errno
 import os
-import signal
+from _signal import SIGKILL  # not `signal`: it imports enum
 import time
 
 V1, HYBRID, V2 = "v1", "hybrid", "v2"
@@ -207,10 +207,10 @@ class Cgroup:
         f = self._freeze_file()
         return bool(f) and _read(f[0]) in ("1", "FROZEN", "FREEZING")
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def kill_all(self, sig: int = SIGKILL) -> None:
         """Signal every process; SIGKILL uses cgroup.kill where the kernel has it."""
         d = self.dirs().get("")
-        if sig == signal.SIGKILL and d and os.path.exists(os.path.join(d, "cgroup.kill")):
+        if sig == SIGKILL and d and os.path.exists(os.path.join(d, "cgroup.kill")):
             _write(os.path.join(d, "cgroup.kill"), 1)
             return
         for pid in self.procs():

@@ -1,8 +1,9 @@
 """runc-compatible logging: text or JSON lines to --log, plain message on stderr."""
-import json
 import os
 import sys
 import time
+
+from . import jsonio
 
 _state = {"path": None, "format": "text", "debug": False}
 
@@ -17,8 +18,8 @@ def _now() -> str:
 
 def _line(level: str, msg: str) -> str:
     if _state["format"] == "json":
-        return json.dumps({"level": level, "msg": msg, "time": _now()}) + "\n"
-    return f'time="{_now()}" level={level} msg={json.dumps(msg)}\n'
+        return jsonio.dumps({"level": level, "msg": msg, "time": _now()}) + "\n"
+    return f'time="{_now()}" level={level} msg={jsonio.dumps(msg)}\n'
 
 
 def _write(level: str, msg: str) -> bool:

@@ -3,24 +3,23 @@
 Kept free of heavy imports: every short verb (state, kill, start, delete, list) goes through here.
 """
 import fcntl
-import json
 import os
-import re
 import time
 
+from . import jsonio
 from . import status as st
 from .errors import NotFound, RtError
 
 DEFAULT_ROOT = "/run/rt"
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
-_ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def check_id(cid: str) -> None:
     if not cid:
         raise RtError("container id cannot be empty")
-    if cid in (".", "..") or not _ID_RE.fullmatch(cid) or len(cid) > 255:
+    if cid in (".", "..") or not _ID_CHARS.issuperset(cid) or len(cid) > 255:
         raise RtError(f"invalid container id format: {cid}")
 
 
@@ -99,7 +98,7 @@ class Container:
 
     # --- changes -----------------------------------------------------------
     def save(self) -> None:
-        atomic_write(os.path.join(self.dir, STATE_FILE), json.dumps(self.record).encode())
+        atomic_write(os.path.join(self.dir, STATE_FILE), jsonio.dumps(self.record).encode())
 
     def lock(self) -> "Container":
         """Take the per-container lock; different ids never wait on each other."""
@@ -122,8 +121,17 @@ class Container:
             self._lock_fd = None
 
     def remove(self) -> None:
-        import shutil
-        shutil.rmtree(self.dir, ignore_errors=True)
+        # os.walk, not shutil.rmtree: shutil costs `delete` ~4 ms of imports
+        for top, dirs, files in os.walk(self.dir, topdown=False):
+            for name in files:
+                os.unlink(os.path.join(top, name))
+            for name in dirs:
+                path = os.path.join(top, name)
+                os.unlink(path) if os.path.islink(path) else os.rmdir(path)
+        try:
+            os.rmdir(self.dir)
+        except FileNotFoundError:
+            pass
 
     def __enter__(self):
         return self
@@ -139,7 +147,7 @@ class Store:
     def read(self, cid: str) -> dict | None:
         try:
             with open(os.path.join(self.root, cid, STATE_FILE), "rb") as f:
-                return json.loads(f.read())
+                return jsonio.loads(f.read())
         except FileNotFoundError:
             return None
         except ValueError as e:

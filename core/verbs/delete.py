@@ -1,4 +1,4 @@
-import signal
+from _signal import SIGKILL  # not `signal`: it imports enum
 import time
 
 from .. import log, status
@@ -15,7 +15,7 @@ def destroy(c, force: bool) -> None:
     be = backend_of(c) if c.record.get("backend") else None
     if s != status.STOPPED and c.pid > 0 and be is not None:
         try:
-            be.kill(c, signal.SIGKILL, all=True)
+            be.kill(c, SIGKILL, all=True)
         except (ProcessLookupError, RtError):
             pass
         if s == status.PAUSED:

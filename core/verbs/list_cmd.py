@@ -1,6 +1,6 @@
-import json
 import sys
 
+from .. import jsonio
 from ..errors import NotFound, RtError
 from . import store
 
@@ -16,7 +16,7 @@ def run(g, opts, pos):
     if opts.quiet:
         sys.stdout.write("".join(r["id"] + "\n" for r in rows))
     elif opts.format == "json":
-        sys.stdout.write(json.dumps(rows or None) + "\n")
+        sys.stdout.write(jsonio.dumps(rows or None) + "\n")
     elif opts.format == "table":
         table = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         table += [(r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]) for r in rows]

@@ -1,7 +1,6 @@
-import json
 import sys
 
-from .. import status
+from .. import jsonio, status
 from ..cli import need_id
 from ..errors import RtError
 from . import backend_of, store
@@ -13,7 +12,7 @@ def run(g, opts, pos):
     status.check("ps", c.status(), cid)
     pids = backend_of(c).pids(c)
     if opts.format == "json":
-        sys.stdout.write(json.dumps(pids) + "\n")
+        sys.stdout.write(jsonio.dumps(pids) + "\n")
         return 0
     if opts.format != "table":
         raise RtError(f"invalid format option: {opts.format}")

@@ -1,6 +1,6 @@
 """The app_single backend: the stub becomes the container process itself at `start`."""
 import os
-import signal
+from _signal import SIGKILL  # not `signal`: it imports enum
 
 from rt.core import api
 
@@ -37,7 +37,7 @@ class AppBackend(api.Backend):
     def kill(self, c, sig: int, all: bool = False) -> None:
         if all:
             cg = self._cgroup(c)
-            if sig == signal.SIGKILL:
+            if sig == SIGKILL:
                 cg.kill_all(sig)
             else:
                 for pid in cg.procs():

@@ -7,7 +7,8 @@ import pytest
 from conftest import is_rt, runtime_path
 
 pytestmark = pytest.mark.root
-HEAVY = ("trio", "pyroute2", "pluggy", "importlib.metadata", "msgspec", "argparse", "subprocess", "asyncio")
+HEAVY = ("trio", "pyroute2", "pluggy", "importlib.metadata", "msgspec", "argparse", "subprocess", "asyncio",
+         "json", "re", "enum", "shutil", "signal")
 
 
 def imported(runtime, *args) -> set[str]:
