@@ -115,8 +115,19 @@ def cgroup_mount_binds(cgroup) -> list[tuple[str, str]]:
     return binds
 
 
+def listener_state(spec, seccomp: dict, state: dict | None) -> str:
+    """The runtime-spec containerProcessState sent with a seccomp notify fd (pid filled in by the stub)."""
+    if not seccomp.get("listener"):
+        return ""
+    from . import jsonio
+    return jsonio.dumps({"ociVersion": "1.2.0", "fds": ["seccompFd"], "pid": "__PID__",
+                         "metadata": seccomp.get("listener_metadata") or "",
+                         "state": state or {}}).replace('"__PID__"', "__PID__")
+
+
 def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None, cgroup=None,
-               no_pivot: bool = False, preserve_fds: int = 0, warn=lambda msg: None) -> dict:
+               no_pivot: bool = False, preserve_fds: int = 0, warn=lambda msg: None,
+               state_template: dict | None = None) -> dict:
     linux = spec.linux
     proc = spec.process
     if proc is None:
@@ -128,8 +139,6 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
             raise RtError("user namespaces are not supported by this rt build yet")
         (join.append((ns.type, ns.path)) if ns.path else unshare.append(ns.type))
     types = {ns.type for ns in namespaces}
-    if linux and linux.seccomp is not None:
-        raise RtError("config.json: $.linux.seccomp: seccomp is not supported by this rt build yet")
     if spec.hooks is not None and any(getattr(spec.hooks, k) for k in (
             "prestart", "create_runtime", "create_container", "start_container", "poststart", "poststop")):
         raise RtError("config.json: $.hooks: hooks are not supported by this rt build yet")
@@ -181,6 +190,11 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
     if rprop and rprop not in _PROPAGATION:
         raise RtError(f"config.json: $.linux.rootfsPropagation: unknown propagation {rprop!r}")
     _, last_cap = host_capabilities()
+    seccomp = None
+    if linux and linux.seccomp is not None:
+        from .seccomp import compile_filter
+        seccomp = compile_filter(linux.seccomp, warn)
+        seccomp["listener_state"] = listener_state(spec, seccomp, state_template)
     user = proc.user
     env = list(proc.env)
     if not any(e.startswith("HOME=") for e in env):
@@ -201,7 +215,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "loopback": "network" in unshare,
         "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
         "oom_score_adj": proc.oom_score_adj,
-        "fifo": fifo, "preserve_fds": preserve_fds, "last_cap": last_cap,
+        "fifo": fifo, "preserve_fds": preserve_fds, "last_cap": last_cap, "seccomp": seccomp,
         "process": {
             "args": list(proc.args), "env": env, "cwd": proc.cwd or "/",
             "uid": user.uid, "gid": user.gid, "groups": list(user.additional_gids),
@@ -210,6 +224,16 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
             "caps": capability_plan(proc.capabilities, warn),
         },
     }
+
+
+def _exec_seccomp(sc, warn):
+    if sc is None:
+        return None
+    from .seccomp import compile_filter
+    out = compile_filter(sc, warn)
+    out["listener"] = None  # the container's listener already has the init's notify fd
+    out["flags"] &= ~8
+    return out
 
 
 _JOIN_ORDER = [("user", "user"), ("cgroup", "cgroup"), ("ipc", "ipc"), ("uts", "uts"), ("network", "net"),
@@ -229,8 +253,9 @@ def namespaces_of(pid: int) -> list[tuple[str, str]]:
     return out
 
 
-def build_exec_plan(target_pid: int, proc, *, preserve_fds: int = 0, warn=lambda msg: None) -> dict:
-    """A plan that joins a running container and execs `proc` (an rt.spec Process)."""
+def build_exec_plan(target_pid: int, proc, *, seccomp=None, preserve_fds: int = 0, warn=lambda msg: None) -> dict:
+    """A plan that joins a running container and execs `proc` (an rt.spec Process), under the
+    container's seccomp filter (an rt.spec Seccomp) when it has one, as runc does."""
     if proc.terminal:
         raise RtError("exec: terminals are not supported by this rt build yet")
     if not proc.args:
@@ -245,6 +270,7 @@ def build_exec_plan(target_pid: int, proc, *, preserve_fds: int = 0, warn=lambda
         "domainname": None, "sysctl": [], "loopback": False,
         "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
         "oom_score_adj": None, "fifo": None, "preserve_fds": preserve_fds, "last_cap": last_cap,
+        "seccomp": _exec_seccomp(seccomp, warn),
         "process": {
             "args": list(proc.args), "env": env, "cwd": proc.cwd or "/",
             "uid": user.uid, "gid": user.gid, "groups": list(user.additional_gids),

@@ -70,7 +70,7 @@ class UnexpectedMessage(ProtocolError):
 
 
 def encode(msg: Message) -> bytes:
-    data = marshal.dumps(msgspec.to_builtins(msg))
+    data = marshal.dumps(msgspec.to_builtins(msg, builtin_types=(bytes, bytearray)))
     return len(data).to_bytes(4, "big") + data
 
 

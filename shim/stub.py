@@ -345,6 +345,40 @@ def apply_caps(caps):
         check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0), f"raise ambient capability {c}")
 
 
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "ppc64le": 358, "s390x": 348, "riscv64": 277}
+
+
+def load_seccomp(sc, listener_sock):
+    """Install the BPF program the core compiled; hand a notify fd to the listener."""
+    bpf = sc["bpf"]
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = SockFprog(len(bpf) // 8, ctypes.addressof(buf))
+    nr = SYS_SECCOMP.get(os.uname().machine)
+    if nr is None:
+        raise Fail(f"seccomp: unsupported architecture {os.uname().machine}")
+    fd = check(libc.syscall(nr, 1, ctypes.c_uint(sc["flags"]), ctypes.byref(prog)), "load seccomp filter")
+    if listener_sock is not None:
+        import _socket
+        msg = sc["listener_state"].replace("__PID__", str(os.getpid())).encode()
+        listener_sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))])
+        listener_sock.close()
+        os.close(fd)
+
+
+def connect_listener(path):
+    import _socket
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        raise Fail(f"seccomp listener {path}: {e.strerror}")
+    return s
+
+
 def find_exec(name, env):
     if "/" in name:
         if not os.path.exists(name):
@@ -372,6 +406,8 @@ def container_init(plan, wfd):
     rootfs = plan["rootfs"]
     mnt = plan["unshare_mount"]
     fifo = os.open(plan["fifo"], os.O_RDWR | os.O_CLOEXEC) if plan["fifo"] else -1
+    sc = plan.get("seccomp")
+    listener = connect_listener(sc["listener"]) if sc and sc["listener"] else None
     if plan["loopback"]:
         loopback_up()  # before pivot_root: it imports extension modules from the host
     if mnt:
@@ -402,6 +438,8 @@ def container_init(plan, wfd):
         os.chdir(p["cwd"])
     except OSError as e:
         raise Fail(f"chdir to cwd ({p['cwd']!r}) set in config.json failed: {e.strerror}")
+    if sc and not p["no_new_privs"]:
+        load_seccomp(sc, listener)  # without no_new_privs this needs CAP_SYS_ADMIN: load while we have it
     if p["caps"] is not None:
         drop_bounding(p["caps"], plan["last_cap"])
     set_user(p)
@@ -409,6 +447,8 @@ def container_init(plan, wfd):
         apply_caps(p["caps"])
     if p["no_new_privs"]:
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+        if sc:
+            load_seccomp(sc, listener)  # as late as possible, so the filter sees only the workload
     # CVE-2024-21626: no fd of ours crosses exec, except the preserved ones.
     check(libc.close_range(3 + plan["preserve_fds"], ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC), "close_range")
     send(wfd, {"type": "ready", "pid": os.getpid()})

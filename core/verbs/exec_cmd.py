@@ -11,6 +11,10 @@ def load_process(opts, pos, c):
     import msgspec
     from rt.spec import SpecError, load_bundle
     from rt.spec.config import Process
+    try:
+        spec = load_bundle(c.record["bundle"])
+    except SpecError as e:
+        raise RtError(str(e))
     if opts.process:
         try:
             with open(opts.process, "rb") as f:
@@ -22,11 +26,7 @@ def load_process(opts, pos, c):
     else:
         if len(pos) < 2:
             raise RtError("exec: no command given (use --process or pass the command after the id)")
-        try:
-            base = load_bundle(c.record["bundle"]).process
-        except SpecError as e:
-            raise RtError(str(e))
-        proc = msgspec.structs.replace(base, args=pos[1:], terminal=opts.tty)
+        proc = msgspec.structs.replace(spec.process, args=pos[1:], terminal=opts.tty)
     changes = {}
     if opts.cwd:
         changes["cwd"] = opts.cwd
@@ -42,7 +42,8 @@ def load_process(opts, pos, c):
         changes["no_new_privileges"] = True
     if opts.tty:
         changes["terminal"] = True
-    return msgspec.structs.replace(proc, **changes) if changes else proc
+    proc = msgspec.structs.replace(proc, **changes) if changes else proc
+    return proc, (spec.linux.seccomp if spec.linux else None)
 
 
 def run(g, opts, pos):
@@ -53,12 +54,13 @@ def run(g, opts, pos):
         raise RtError("cannot exec in a paused container (use --ignore-paused to override)")
     if s != status.PAUSED:
         status.check("exec", s, cid)
-    proc = load_process(opts, pos, c)
+    proc, seccomp = load_process(opts, pos, c)
     be = backend_of(c)
     if not opts.detach:
         from .run import _subreaper
         _subreaper()
-    pid = be.exec(c, {"process": proc, "preserve_fds": opts.preserve_fds or 0, "warn": log.warning})
+    pid = be.exec(c, {"process": proc, "seccomp": seccomp, "preserve_fds": opts.preserve_fds or 0,
+                      "warn": log.warning})
     if opts.pid_file:
         from ..store import atomic_write
         atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)

@@ -5,7 +5,10 @@ from ..cli import OCI_VERSION, VERSION
 
 
 def run(g, opts, pos):
+    from rt.spec.validate import SECCOMP_ARCHS
+
     from ..plan import CAP_NAMES, _FLAGS, _PROPAGATION
+    from ..seccomp import ACTIONS, FILTER_FLAGS, OPERATORS
     from ..plugins import Manager
     from ..cgroups import Layout
     mgr = Manager().load()
@@ -18,7 +21,9 @@ def run(g, opts, pos):
             "capabilities": CAP_NAMES,
             "cgroup": {"v1": layout.mode != "v2", "v2": layout.unified is not None, "systemd": False,
                        "systemdUser": False, "rdma": False},
-            "seccomp": {"enabled": False}, "apparmor": {"enabled": False}, "selinux": {"enabled": False},
+            "seccomp": {"enabled": True, "actions": sorted(ACTIONS), "operators": sorted(OPERATORS),
+                        "archs": list(SECCOMP_ARCHS), "knownFlags": sorted(FILTER_FLAGS),
+                        "supportedFlags": sorted(FILTER_FLAGS)}, "apparmor": {"enabled": False}, "selinux": {"enabled": False},
             "intelRdt": {"enabled": False}, "mountExtensions": {"idmap": {"enabled": False}},
         },
         "annotations": {"org.opencontainers.runtime-spec.features.version": OCI_VERSION,

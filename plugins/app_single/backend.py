@@ -75,7 +75,8 @@ class AppBackend(api.Backend):
             raise api.RtError(str(e))
 
     def exec(self, c, req: dict) -> int:
-        plan = api.build_exec_plan(c.pid, req["process"], preserve_fds=req["preserve_fds"], warn=req["warn"])
+        plan = api.build_exec_plan(c.pid, req["process"], seccomp=req.get("seccomp"),
+                                   preserve_fds=req["preserve_fds"], warn=req["warn"])
         cg = self._cgroup(c)
         try:
             return api.launch_shim(plan, on_spawn=cg.join).pid

@@ -220,3 +220,35 @@ print(os.waitstatus_to_exitcode(status))
     assert p.stdout.strip() == "7"
     assert runtime.state("pc")["status"] == "stopped"
     runtime("delete", "pc", check=True)
+
+
+def test_seccomp_filter(runtime, make_bundle, no_leaks):
+    """An errno rule, an argument-conditioned rule and the default action, seen from inside."""
+    def edit(c):
+        c["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+                # fchmodat(AT_FDCWD, path, 0777): only mode 0777 is refused
+                {"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO",
+                 "args": [{"index": 2, "value": 0o777, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["chmod"], "action": "SCMP_ACT_ERRNO",
+                 "args": [{"index": 1, "value": 0o777, "op": "SCMP_CMP_EQ"}]},
+            ]}
+    script = ("mkdir /tmp/d 2>&1; echo mkdir=$?; touch /tmp/f; chmod 700 /tmp/f; echo chmod700=$?; "
+              "chmod 777 /tmp/f 2>/dev/null; echo chmod777=$?")
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", script], edit=edit), "sc")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert "Permission denied" in lines[0] and lines[1:] == ["mkdir=1", "chmod700=0", "chmod777=1"]
+
+
+def test_exec_gets_the_container_seccomp_filter(runtime, make_bundle, no_leaks):
+    def edit(c):
+        c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                 "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}
+    runtime.create("sx", make_bundle(["sleep", "100"], edit=edit), check=True)
+    runtime("start", "sx", check=True)
+    p = runtime("exec", "sx", "mkdir", "/tmp/nope")
+    assert p.returncode != 0 and "Operation not permitted" in p.stderr
+    runtime("delete", "--force", "sx", check=True)
