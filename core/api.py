@@ -8,7 +8,7 @@ from .errors import NotFound, NotSupported, RtError
 
 __all__ = ["Backend", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "launch_shim", "release_barrier",
-           "make_barrier", "ShimFailed"]
+           "make_barrier", "ShimFailed", "connect_console", "console_size"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -20,6 +20,8 @@ _LAZY = {
     "launch_shim": ("rt.shim.launcher", "launch"),
     "ShimFailed": ("rt.shim.protocol", "ShimFailed"),
     "release_barrier": (".barrier", "release"),
+    "connect_console": (".console", "connect"),
+    "console_size": (".console", "size_of"),
     "make_barrier": (".barrier", "make"),
 }
 

@@ -146,8 +146,6 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         raise RtError("config.json: $.process.apparmorProfile: AppArmor is not enabled on this host")
     if proc.selinux_label or (linux and linux.mount_label):
         raise RtError("config.json: $.process.selinuxLabel: SELinux is not enabled on this host")
-    if proc.terminal:
-        raise RtError("config.json: $.process.terminal: terminals are not supported by this rt build yet")
 
     mounts, dev_is_tmpfs, has_pts = [], False, False
     for i, m in enumerate(spec.mounts):
@@ -256,8 +254,6 @@ def namespaces_of(pid: int) -> list[tuple[str, str]]:
 def build_exec_plan(target_pid: int, proc, *, seccomp=None, preserve_fds: int = 0, warn=lambda msg: None) -> dict:
     """A plan that joins a running container and execs `proc` (an rt.spec Process), under the
     container's seccomp filter (an rt.spec Seccomp) when it has one, as runc does."""
-    if proc.terminal:
-        raise RtError("exec: terminals are not supported by this rt build yet")
     if not proc.args:
         raise RtError("exec: args must not be empty")
     _, last_cap = host_capabilities()

@@ -15,24 +15,28 @@ class Launched:
         self.shim_pid, self.pid = shim_pid, pid
 
 
-def launch(plan: dict, *, on_spawn=None, on_hello=None, on_child=None, timeout: float = 60.0) -> Launched:
+def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on_child=None,
+           timeout: float = 60.0) -> Launched:
     """Spawn the stub, send it `plan`, and return once the container init is Ready.
 
     on_spawn(shim_pid) runs right after the spawn, while the stub interpreter starts (the
     place to join cgroups: a v1 migration can cost an RCU grace period, and this overlaps
     it with the stub's start-up); on_hello(shim_pid) after the handshake, before the plan;
-    on_child(pid) as soon as the container init exists.
+    on_child(pid) as soon as the container init exists. pass_fds are handed to the stub
+    under the same numbers (the plan refers to them) and closed here.
     """
     r_plan, w_plan = os.pipe2(os.O_CLOEXEC)
     r_msg, w_msg = os.pipe2(os.O_CLOEXEC)
     os.set_inheritable(r_plan, True)
     os.set_inheritable(w_msg, True)
+    for fd in pass_fds:
+        os.set_inheritable(fd, True)
     exe = sys.executable
     try:
         shim_pid = os.posix_spawn(exe, [exe, "-I", "-S", "-B", "-c", STUB_CMD, str(r_plan), str(w_msg)], dict(os.environ))
     finally:
-        os.close(r_plan)
-        os.close(w_msg)
+        for fd in (r_plan, w_msg, *pass_fds):
+            os.close(fd)
     chan = Channel(r_msg, w_plan)
     reaped = False
     try:

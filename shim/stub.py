@@ -379,6 +379,36 @@ def connect_listener(path):
     return s
 
 
+TIOCSPTLCK, TIOCGPTN, TIOCSCTTY, TIOCSWINSZ = 0x40045431, 0x80045430, 0x540E, 0x5414
+
+
+def setup_terminal(console_fd, size):
+    """A pty from the container's own devpts: master to the console socket, slave as stdio."""
+    import _socket
+    import fcntl
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, (0).to_bytes(4, sys.byteorder))
+    n = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, bytes(4)), sys.byteorder)
+    slave = os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NOCTTY)
+    if size:
+        rows, cols = size
+        fcntl.ioctl(slave, TIOCSWINSZ, rows.to_bytes(2, sys.byteorder) + cols.to_bytes(2, sys.byteorder) + bytes(4))
+    sock = _socket.socket(fileno=console_fd)
+    try:
+        sock.sendmsg([b"/dev/ptmx"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, master.to_bytes(4, sys.byteorder))])
+    except OSError as e:
+        raise Fail(f"send the pty master to the console socket: {e.strerror}")
+    finally:
+        sock.close()
+        os.close(master)
+    os.setsid()
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+
+
 def find_exec(name, env):
     if "/" in name:
         if not os.path.exists(name):
@@ -410,6 +440,9 @@ def container_init(plan, wfd):
     listener = connect_listener(sc["listener"]) if sc and sc["listener"] else None
     if plan["loopback"]:
         loopback_up()  # before pivot_root: it imports extension modules from the host
+    if plan.get("console_fd") is not None:
+        import _socket  # noqa: F401  (loaded now: after pivot_root the host's modules are gone)
+        import fcntl  # noqa: F401
     if mnt:
         mount(None, "/", None, plan["host_propagation"])
         mount(rootfs, rootfs, None, MS["bind"] | MS["rec"])
@@ -433,6 +466,8 @@ def container_init(plan, wfd):
     if plan["oom_score_adj"] is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(plan["oom_score_adj"]))
+    if plan.get("console_fd") is not None:
+        setup_terminal(plan["console_fd"], plan.get("console_size"))
     exe = find_exec(p["args"][0], p["env"])
     try:
         os.chdir(p["cwd"])
@@ -465,6 +500,9 @@ def container_init(plan, wfd):
 
 
 def enter_namespaces(plan):
+    if plan.get("console_fd") is not None or plan["loopback"]:
+        import _socket  # noqa: F401  (extension modules load from the host, before setns(mnt))
+        import fcntl  # noqa: F401
     for ns, path in plan["join"]:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:

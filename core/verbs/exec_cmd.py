@@ -60,6 +60,7 @@ def run(g, opts, pos):
         from .run import _subreaper
         _subreaper()
     pid = be.exec(c, {"process": proc, "seccomp": seccomp, "preserve_fds": opts.preserve_fds or 0,
+                      "console_socket": opts.console_socket,
                       "warn": log.warning})
     if opts.pid_file:
         from ..store import atomic_write

@@ -24,7 +24,10 @@ class AppBackend(api.Backend):
                 rootfs = os.path.join(req.bundle, rootfs)
             plan = api.build_plan(req.spec, rootfs=rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=cg, no_pivot=req.no_pivot,
                                   preserve_fds=req.preserve_fds, warn=req.warn)
-            launched = api.launch_shim(plan, on_spawn=cg.join)
+            console = api.connect_console(req.console_socket, req.spec.process.terminal)
+            if console is not None:
+                plan.update(console_fd=console, console_size=api.console_size(req.spec.process))
+            launched = api.launch_shim(plan, pass_fds=(console,) if console is not None else (), on_spawn=cg.join)
         except BaseException:
             cg.kill_all()
             cg.destroy()
@@ -78,7 +81,11 @@ class AppBackend(api.Backend):
         plan = api.build_exec_plan(c.pid, req["process"], seccomp=req.get("seccomp"),
                                    preserve_fds=req["preserve_fds"], warn=req["warn"])
         cg = self._cgroup(c)
+        proc = req["process"]
+        console = api.connect_console(req.get("console_socket"), proc.terminal)
+        if console is not None:
+            plan.update(console_fd=console, console_size=api.console_size(proc))
         try:
-            return api.launch_shim(plan, on_spawn=cg.join).pid
+            return api.launch_shim(plan, pass_fds=(console,) if console is not None else (), on_spawn=cg.join).pid
         except api.ShimFailed as e:
             raise api.RtError(f"exec failed: {e.reason}")

@@ -252,3 +252,92 @@ def test_exec_gets_the_container_seccomp_filter(runtime, make_bundle, no_leaks):
     p = runtime("exec", "sx", "mkdir", "/tmp/nope")
     assert p.returncode != 0 and "Operation not permitted" in p.stderr
     runtime("delete", "--force", "sx", check=True)
+
+
+class ConsoleSocket:
+    """The receiving end of --console-socket, as conmon runs it."""
+
+    def __init__(self, path):
+        import socket
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+        self.sock.settimeout(30)
+
+    def receive_master(self) -> int:
+        import array
+        import socket
+        conn, _ = self.sock.accept()
+        with conn:
+            fds = array.array("i")
+            _, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(data[:fds.itemsize])
+        assert len(fds) == 1, "no pty master received"
+        return fds[0]
+
+    def close(self):
+        self.sock.close()
+
+
+def read_all(fd, timeout=10.0) -> bytes:
+    import select
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the slave side is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def test_terminal_through_console_socket(runtime, make_bundle, tmp_path, no_leaks):
+    def edit(c):
+        c["process"]["terminal"] = True
+        c["process"]["consoleSize"] = {"height": 33, "width": 101}
+    b = make_bundle(["sh", "-c", "tty; stty size; echo done"], edit=edit)
+    cs = ConsoleSocket(tmp_path / "console.sock")
+    try:
+        assert runtime.create("tty", b, "--console-socket", cs.path).returncode == 0
+        master = cs.receive_master()
+        runtime("start", "tty", check=True)
+        out = read_all(master).decode().replace("\r", "").split("\n")
+        os.close(master)
+        assert out[0].startswith("/dev/pts/") and out[1] == "33 101" and out[2] == "done"
+    finally:
+        cs.close()
+    wait_status(runtime, "tty", "stopped")
+    runtime("delete", "tty", check=True)
+
+
+def test_terminal_without_console_socket_is_refused(runtime, make_bundle, no_leaks):
+    def edit(c):
+        c["process"]["terminal"] = True
+    p = runtime.create("nocs", make_bundle(["true"], edit=edit))
+    assert p.returncode != 0 and "console socket" in p.stderr
+    assert runtime("list", "-q").stdout.split() == []
+
+
+def test_exec_tty(runtime, make_bundle, tmp_path, no_leaks):
+    runtime.create("et", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "et", check=True)
+    cs = ConsoleSocket(tmp_path / "exec.sock")
+    try:
+        p = runtime("exec", "--tty", "--detach", "--console-socket", cs.path, "et", "sh", "-c", "tty; echo ok",
+                    stdout=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+        master = cs.receive_master()
+        out = read_all(master).decode().replace("\r", "").split("\n")
+        os.close(master)
+        assert out[0].startswith("/dev/pts/") and out[1] == "ok"
+    finally:
+        cs.close()
+    runtime("delete", "--force", "et", check=True)
