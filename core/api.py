@@ -7,7 +7,7 @@ from .backend import Backend, Created, CreateRequest
 from .errors import NotFound, NotSupported, RtError
 
 __all__ = ["Backend", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
-           "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "launch_shim", "release_barrier",
+           "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "launch_shim", "release_barrier",
            "make_barrier", "ShimFailed", "connect_console", "console_size"]
 
 _LAZY = {
@@ -17,6 +17,7 @@ _LAZY = {
     "normalize_cgroup_path": (".cgroups", "normalize_path"),
     "build_plan": (".plan", "build_plan"),
     "build_exec_plan": (".plan", "build_exec_plan"),
+    "device_rules": (".plan", "device_rules"),
     "launch_shim": ("rt.shim.launcher", "launch"),
     "ShimFailed": ("rt.shim.protocol", "ShimFailed"),
     "release_barrier": (".barrier", "release"),

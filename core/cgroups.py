@@ -242,6 +242,20 @@ class Cgroup:
                 except OSError:
                     pass
 
+    # --- devices ----------------------------------------------------------------
+    def apply_devices(self, rules: list[dict]) -> list[str]:
+        """OCI device rules in order (v1 devices.allow/deny); returns what was not applied."""
+        d = self._dir("devices") if self.layout.mode != V2 else None
+        if d is None:
+            return ["device cgroup rules are not enforced on cgroup v2 yet (needs an eBPF program)"] if rules else []
+        for r in rules:
+            kind = r.get("type") or "a"
+            major = "*" if r.get("major") is None else r["major"]
+            minor = "*" if r.get("minor") is None else r["minor"]
+            rule = "a" if kind == "a" else f"{kind} {major}:{minor} {r.get('access') or 'rwm'}"
+            _write(os.path.join(d, "devices.allow" if r.get("allow") else "devices.deny"), rule)
+        return []
+
     # --- resources --------------------------------------------------------------
     def apply(self, res: dict | None) -> list[str]:
         """Write OCI linux.resources; returns what could not be applied (for the log)."""

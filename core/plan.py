@@ -51,6 +51,30 @@ DEFAULT_SYMLINKS = [
 ]
 
 
+# Always allowed, after the spec's own rules (runc's AllowedDevices): mknod of any node,
+# the default devices, /dev/console, ptys and /dev/net/tun.
+DEFAULT_DEVICE_RULES = [
+    ("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"),
+    ("c", 5, 0, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 1, "rwm"), ("c", 136, None, "rwm"),
+    ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"),
+]
+
+
+def device_rules(spec) -> list[dict]:
+    """The device cgroup allow/deny list: the spec's rules, then the defaults and linux.devices."""
+    linux = spec.linux
+    rules = []
+    if linux and linux.resources:
+        rules = [{"allow": d.allow, "type": d.type or "a", "major": d.major, "minor": d.minor,
+                  "access": d.access or "rwm"} for d in linux.resources.devices]
+    rules += [{"allow": True, "type": t, "major": ma, "minor": mi, "access": a} for t, ma, mi, a in DEFAULT_DEVICE_RULES]
+    for d in (linux.devices if linux else []):
+        if d.type in ("c", "b", "u"):
+            rules.append({"allow": True, "type": "c" if d.type == "u" else d.type, "major": d.major,
+                          "minor": d.minor, "access": "rwm"})
+    return rules
+
+
 def parse_mount_options(options: list[str]) -> tuple[int, list[int], str, bool]:
     """-> (flags, propagation flags, data string, recursive bind)."""
     flags, prop, data, rec = 0, [], [], False

@@ -19,6 +19,8 @@ class AppBackend(api.Backend):
         try:
             for msg in self._apply(cg, req.config.get("linux", {}).get("resources")):
                 req.warn(msg)
+            for msg in cg.apply_devices(api.device_rules(req.spec)):
+                req.warn(msg)
             rootfs = req.spec.root.path
             if not os.path.isabs(rootfs):
                 rootfs = os.path.join(req.bundle, rootfs)
