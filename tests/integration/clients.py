@@ -102,15 +102,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [metrics]
   address = ""
 """)
+        # ctr and the shim keep fifos, sockets and the runtime root under /run/containerd
+        # whatever --state says: remember what was there, to remove only ours at close().
+        self.run_before = set(_walk("/run/containerd"))
         self.log = open(os.path.join(base, "containerd.log"), "w")
         self.proc = subprocess.Popen([self.bin, "--config", cfg], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("containerd did not start: " + open(self.log.name).read()[-2000:])
-            time.sleep(0.05)
-        oci = self._oci_archive(rootfs)
-        self(["images", "import", "--index-name", "localhost/busybox:rt", oci], check=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not os.path.exists(self.sock):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("containerd did not start: " + open(self.log.name).read()[-2000:])
+                time.sleep(0.05)
+            oci = self._oci_archive(rootfs)
+            self(["images", "import", "--snapshotter", "native", oci], check=True)
+        except BaseException:
+            self.close()
+            raise
 
     def _oci_archive(self, rootfs: str) -> str:
         """A one-layer OCI image archive of the busybox rootfs, made here (no registry)."""
@@ -140,7 +147,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         with open(os.path.join(d, "index.json"), "w") as f:
             json.dump({"schemaVersion": 2, "manifests": [{
                 "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest, "size": msize,
-                "annotations": {"org.opencontainers.image.ref.name": "localhost/busybox:rt"}}]}, f)
+                "annotations": {"io.containerd.image.name": "localhost/busybox:rt",
+                                "org.opencontainers.image.ref.name": "rt"}}]}, f)
         with open(os.path.join(d, "oci-layout"), "w") as f:
             f.write('{"imageLayoutVersion": "1.0.0"}')
         out = os.path.join(self.base, "busybox-oci.tar")
@@ -157,11 +165,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         return p
 
     def close(self):
-        for line in self(["tasks", "ls", "-q"]).stdout.split():
+        for line in self(["tasks", "ls", "-q"]).stdout.split() if self.proc.poll() is None else []:
             self(["tasks", "kill", "-s", "SIGKILL", line])
             time.sleep(0.2)
             self(["tasks", "delete", "-f", line])
-        for line in self(["containers", "ls", "-q"]).stdout.split():
+        for line in self(["containers", "ls", "-q"]).stdout.split() if self.proc.poll() is None else []:
             self(["containers", "delete", line])
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -172,3 +180,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         self.log.close()
         umount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+        for path in sorted(set(_walk("/run/containerd")) - self.run_before, key=len, reverse=True):
+            try:
+                os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+            except OSError:
+                pass
+
+
+def _walk(top: str) -> list[str]:
+    out = []
+    for root, dirs, files in os.walk(top):
+        out += [os.path.join(root, n) for n in dirs + files]
+    return out + ([top] if os.path.isdir(top) else [])

@@ -1,0 +1,60 @@
+"""containerd (its runc v2 shim) driving rt, as `ctr run --runc-binary $(command -v rt)`."""
+import os
+import time
+
+import pytest
+
+from clients import Containerd
+from conftest import runtime_path
+
+pytestmark = pytest.mark.root
+IMG = "localhost/busybox:rt"
+
+
+@pytest.fixture(scope="module")
+def ctrd(tmp_path_factory, busybox_rootfs):
+    c = Containerd(str(tmp_path_factory.mktemp("containerd")), runtime_path(), busybox_rootfs)
+    yield c
+    c.close()
+
+
+def run_args(ctrd, *extra):
+    return ["run", "--runc-binary", ctrd.rt, "--snapshotter", "native", *extra]
+
+
+def test_run_echo_and_exit_code(ctrd):
+    p = ctrd(run_args(ctrd, "--rm", IMG, "c-echo", "echo", "hi"))
+    assert (p.returncode, p.stdout) == (0, "hi\n"), p.stderr
+    p = ctrd(run_args(ctrd, "--rm", IMG, "c-exit", "sh", "-c", "exit 3"))
+    assert p.returncode == 3, p.stderr
+
+
+def test_detached_exec_kill_delete(ctrd):
+    ctrd(run_args(ctrd, "-d", IMG, "c-d", "sleep", "1000"), check=True)
+    p = ctrd(["tasks", "exec", "--exec-id", "e1", "c-d", "sh", "-c", "echo in; cat /proc/1/cmdline"])
+    assert p.returncode == 0 and p.stdout.startswith("in\nsleep"), p.stderr
+    p = ctrd(["tasks", "ps", "c-d"])
+    assert p.returncode == 0 and len(p.stdout.splitlines()) >= 2, p.stderr
+    ctrd(["tasks", "kill", "-s", "SIGKILL", "c-d"], check=True)
+    deadline = time.monotonic() + 20
+    while "STOPPED" not in ctrd(["tasks", "ls"]).stdout:
+        assert time.monotonic() < deadline, ctrd(["tasks", "ls"]).stdout
+        time.sleep(0.1)
+    ctrd(["tasks", "delete", "c-d"], check=True)
+    ctrd(["containers", "delete", "c-d"], check=True)
+    assert "c-d" not in ctrd(["containers", "ls", "-q"]).stdout
+
+
+def test_runtime_log_is_json(ctrd):
+    """The shim passes --log B/log.json --log-format json; a failure lands there as JSON."""
+    p = ctrd(run_args(ctrd, "--rm", IMG, "c-fail", "no-such-binary"))
+    assert p.returncode != 0 and "executable file not found" in p.stderr
+
+
+def test_second_delete_force_is_ok():
+    """containerd deletes twice; the second `delete --force` on a gone container must exit 0."""
+    import subprocess
+    p = subprocess.run([runtime_path(), "--root", "/run/rt-test-none", "delete", "--force", "gone"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert not os.path.exists("/run/rt-test-none/gone")
