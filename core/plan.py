@@ -163,9 +163,6 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
             raise RtError("user namespaces are not supported by this rt build yet")
         (join.append((ns.type, ns.path)) if ns.path else unshare.append(ns.type))
     types = {ns.type for ns in namespaces}
-    if spec.hooks is not None and any(getattr(spec.hooks, k) for k in (
-            "prestart", "create_runtime", "create_container", "start_container", "poststart", "poststop")):
-        raise RtError("config.json: $.hooks: hooks are not supported by this rt build yet")
     if proc.apparmor_profile:
         raise RtError("config.json: $.process.apparmorProfile: AppArmor is not enabled on this host")
     if proc.selinux_label or (linux and linux.mount_label):
@@ -212,6 +209,8 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
     if rprop and rprop not in _PROPAGATION:
         raise RtError(f"config.json: $.linux.rootfsPropagation: unknown propagation {rprop!r}")
     _, last_cap = host_capabilities()
+    from .hooks import hooks_of
+    hooks = hooks_of(spec)
     seccomp = None
     if linux and linux.seccomp is not None:
         from .seccomp import compile_filter
@@ -238,6 +237,8 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
         "oom_score_adj": proc.oom_score_adj,
         "fifo": fifo, "preserve_fds": preserve_fds, "last_cap": last_cap, "seccomp": seccomp,
+        "hooks": {k: v for k, v in hooks.items() if k in ("createContainer", "startContainer")},
+        "hook_sync": any(k in hooks for k in ("prestart", "createRuntime", "createContainer")),
         "process": {
             "args": list(proc.args), "env": env, "cwd": proc.cwd or "/",
             "uid": user.uid, "gid": user.gid, "groups": list(user.additional_gids),

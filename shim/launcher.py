@@ -2,7 +2,8 @@
 import os
 import sys
 
-from .protocol import PROTOCOL_VERSION, Channel, Child, Hello, ProtocolError, Ready, Run
+from .protocol import (PROTOCOL_VERSION, Channel, Child, Error, Hello, Hooks, ProtocolError, Ready, Resume, Run,
+                       ShimFailed, UnexpectedMessage)
 
 SHIM_DIR = os.path.dirname(os.path.abspath(__file__))
 # Import the stub as a module (its .pyc is cached at install) rather than run it as a
@@ -15,7 +16,7 @@ class Launched:
         self.shim_pid, self.pid = shim_pid, pid
 
 
-def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on_child=None,
+def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on_child=None, on_hooks=None,
            timeout: float = 60.0) -> Launched:
     """Spawn the stub, send it `plan`, and return once the container init is Ready.
 
@@ -23,7 +24,9 @@ def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on
     place to join cgroups: a v1 migration can cost an RCU grace period, and this overlaps
     it with the stub's start-up); on_hello(shim_pid) after the handshake, before the plan;
     on_child(pid) as soon as the container init exists. pass_fds are handed to the stub
-    under the same numbers (the plan refers to them) and closed here.
+    under the same numbers (the plan refers to them) and closed here. With plan["hook_sync"],
+    the init stops before pivot_root; on_hooks(pid) runs the runtime-namespace hooks there and
+    returns the state JSON for the container's own hooks.
     """
     r_plan, w_plan = os.pipe2(os.O_CLOEXEC)
     r_msg, w_msg = os.pipe2(os.O_CLOEXEC)
@@ -53,8 +56,17 @@ def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on
             on_child(child.pid)
         os.waitpid(shim_pid, 0)
         reaped = True
-        chan.expect(Ready, timeout, "container init exited before it was ready")
-        return Launched(shim_pid, child.pid)
+        while True:
+            msg = chan.recv(timeout)
+            if msg is None:
+                raise ProtocolError("container init exited before it was ready")
+            if isinstance(msg, Error):
+                raise ShimFailed(msg.reason, msg.kind)
+            if isinstance(msg, Ready):
+                return Launched(shim_pid, child.pid)
+            if not isinstance(msg, Hooks) or on_hooks is None:
+                raise UnexpectedMessage(Ready, msg)
+            chan.send(Resume(state=on_hooks(child.pid)))
     finally:
         chan.close()
         if not reaped:

@@ -39,6 +39,16 @@ class Ready(Message, tag="ready"):
     pid: int
 
 
+class Hooks(Message, tag="hooks"):
+    """The init has its namespaces and mounts, before pivot_root: run createRuntime hooks now."""
+    stage: str
+
+
+class Resume(Message, tag="resume"):
+    """Go on; `state` is the state JSON for the container's own hooks."""
+    state: str = ""
+
+
 class Error(Message, tag="error"):
     reason: str
     kind: str = "error"
@@ -48,7 +58,7 @@ class Exited(Message, tag="exited"):
     status: int
 
 
-AnyMessage = Hello | Run | Child | Ready | Error | Exited
+AnyMessage = Hello | Run | Child | Ready | Hooks | Resume | Error | Exited
 
 
 class ProtocolError(Exception):

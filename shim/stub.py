@@ -409,6 +409,38 @@ def setup_terminal(console_fd, size):
         os.close(slave)
 
 
+def run_hooks(stage, hooks, state):
+    """createContainer/startContainer hooks, inside the container: state JSON on stdin."""
+    import time
+    for h in hooks:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.dup2(r, 0)
+                os.execve(h["path"], h["args"], dict(e.split("=", 1) for e in h["env"] if "=" in e))
+            finally:
+                os._exit(127)
+        os.close(r)
+        try:
+            os.write(w, state.encode())
+        except BrokenPipeError:
+            pass
+        os.close(w)
+        deadline = None if h["timeout"] is None else time.monotonic() + h["timeout"]
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise Fail(f"{stage} hook {h['path']}: timed out after {h['timeout']}s")
+            time.sleep(0.002)
+        if status:
+            raise Fail(f"{stage} hook {h['path']}: exit status {os.waitstatus_to_exitcode(status)}")
+
+
 def find_exec(name, env):
     if "/" in name:
         if not os.path.exists(name):
@@ -431,7 +463,7 @@ def set_user(p):
     os.setuid(p["uid"])
 
 
-def container_init(plan, wfd):
+def container_init(plan, wfd, rfd):
     p = plan["process"]
     rootfs = plan["rootfs"]
     mnt = plan["unshare_mount"]
@@ -447,6 +479,18 @@ def container_init(plan, wfd):
         mount(None, "/", None, plan["host_propagation"])
         mount(rootfs, rootfs, None, MS["bind"] | MS["rec"])
         do_mounts(plan, rootfs)
+    hooks = plan.get("hooks") or {}
+    state = ""
+    if plan.get("hook_sync"):
+        send(wfd, {"type": "hooks", "stage": "createRuntime"})
+        msg = recv(rfd)
+        if not msg or msg.get("type") != "resume":
+            raise Fail("aborted while the runtime ran createRuntime hooks")
+        state = msg.get("state", "")
+        run_hooks("createContainer", hooks.get("createContainer", []), state)
+    if rfd >= 0:
+        os.close(rfd)
+    if mnt:
         pivot(rootfs, plan["no_pivot"])
         finish_rootfs(plan)
     elif rootfs:
@@ -492,6 +536,12 @@ def container_init(plan, wfd):
         # The start barrier: `rt start` writes one byte into exec.fifo.
         while not os.read(fifo, 1):
             pass
+    if hooks.get("startContainer"):
+        try:
+            run_hooks("startContainer", hooks["startContainer"], state.replace('"created"', '"running"'))
+        except Fail as e:
+            os.write(2, f"{e}\n".encode())
+            os._exit(1)
     try:
         os.execve(exe, p["args"], dict(e.split("=", 1) for e in p["env"]))
     except OSError as e:
@@ -524,8 +574,10 @@ def main():
     msg = recv(rfd)
     if msg is None:
         os._exit(1)
-    os.close(rfd)
     plan = msg["plan"]
+    if not plan.get("hook_sync"):
+        os.close(rfd)
+        rfd = -1
     try:
         enter_namespaces(plan)
         pid = os.fork()
@@ -539,7 +591,7 @@ def main():
         send(wfd, {"type": "child", "pid": pid})
         os._exit(0)
     try:
-        container_init(plan, wfd)
+        container_init(plan, wfd, rfd)
     except Fail as e:
         send(wfd, {"type": "error", "reason": str(e), "kind": e.kind})
     except OSError as e:

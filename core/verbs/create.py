@@ -50,9 +50,13 @@ def do_create(g, opts, cid: str):
         fifo = os.path.join(c.dir, FIFO)
         os.mkfifo(fifo, 0o600)
         backend = load_target(info.target, info.plugin)()
+        from ..hooks import RuntimeHooks, hooks_of
+        hooks = hooks_of(spec)
+        c.record["hooks"] = {k: v for k, v in hooks.items() if k in ("poststart", "poststop")}
         req = CreateRequest(id=cid, bundle=bundle, spec=spec, config=config, state_dir=c.dir, fifo=fifo,
                             pid_file=opts.pid_file, console_socket=opts.console_socket,
-                            no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds or 0, warn=log.warning)
+                            no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds or 0, warn=log.warning,
+                            hooks=RuntimeHooks(hooks, c.record, cid))
         created = backend.create(req)
         info_t = proc_start_time(created.pid)
         if info_t is None:

@@ -28,6 +28,10 @@ def destroy(c, force: bool) -> None:
             time.sleep(0.001)
     if be is not None:
         be.delete(c)
+    if c.record.get("hooks", {}).get("poststop"):
+        from .. import hooks
+        hooks.run("poststop", c.record["hooks"]["poststop"], hooks.state_json(c.record, c.id, "stopped", 0),
+                  fatal=False)
     c.remove()
 
 

@@ -3,8 +3,9 @@ import signal
 
 from ..cli import need_id
 from ..errors import NotFound
-from . import backend_of, store
+from . import store
 from .create import do_create
+from .start import do_start
 
 PR_SET_CHILD_SUBREAPER = 36
 _NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTTIN, signal.SIGTTOU}
@@ -32,7 +33,7 @@ def run(g, opts, pos):
         _subreaper()  # the init is reparented to us, so we can wait for it
     c = do_create(g, opts, cid)
     try:
-        backend_of(c).start(c)
+        do_start(c)
     except BaseException:
         from .delete import destroy
         destroy(c, force=True)

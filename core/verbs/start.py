@@ -1,6 +1,16 @@
 from .. import status
 from ..cli import need_id
+from ..errors import RtError
 from . import backend_of, store
+
+
+def do_start(c) -> None:
+    """Release the container, then run poststart hooks (their failures are only logged)."""
+    backend_of(c).start(c)
+    poststart = c.record.get("hooks", {}).get("poststart")
+    if poststart:
+        from .. import hooks
+        hooks.run("poststart", poststart, hooks.state_json(c.record, c.id, "running", c.pid), fatal=False)
 
 
 def run(g, opts, pos):
@@ -8,7 +18,6 @@ def run(g, opts, pos):
     with store(g).open(cid, lock=True) as c:
         s = c.status()
         if s == status.STOPPED:
-            from ..errors import RtError
             raise RtError("cannot start a container that has stopped")
         status.check("start", s, cid)
-        backend_of(c).start(c)
+        do_start(c)

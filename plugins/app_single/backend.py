@@ -29,7 +29,8 @@ class AppBackend(api.Backend):
             console = api.connect_console(req.console_socket, req.spec.process.terminal)
             if console is not None:
                 plan.update(console_fd=console, console_size=api.console_size(req.spec.process))
-            launched = api.launch_shim(plan, pass_fds=(console,) if console is not None else (), on_spawn=cg.join)
+            launched = api.launch_shim(plan, pass_fds=(console,) if console is not None else (), on_spawn=cg.join,
+                                       on_hooks=req.hooks.create_runtime if req.hooks else None)
         except BaseException:
             cg.kill_all()
             cg.destroy()

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from conftest import is_rt
+
 pytestmark = [pytest.mark.root, pytest.mark.blackbox]
 
 
@@ -341,3 +343,78 @@ def test_exec_tty(runtime, make_bundle, tmp_path, no_leaks):
     finally:
         cs.close()
     runtime("delete", "--force", "et", check=True)
+
+
+def _hook(tmp_path, name, body="cat > \"$OUT\""):
+    script = tmp_path / f"{name}.sh"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_hooks_run_in_order_with_state(runtime, make_bundle, tmp_path, no_leaks):
+    """Runtime-namespace hooks (prestart, createRuntime, poststart, poststop) get the state on stdin."""
+    out = tmp_path / "hooks"
+    out.mkdir()
+    hook = _hook(tmp_path, "rec", 'cat > "$OUT/$1.json"; echo "$1" >> "$OUT/order"')
+
+    def edit(c):
+        c["hooks"] = {stage: [{"path": hook, "args": [hook, stage], "env": [f"OUT={out}"]}]
+                      for stage in ("prestart", "createRuntime", "poststart", "poststop")}
+    runtime.create("hk", make_bundle(["sleep", "100"], edit=edit), check=True)
+    pid = runtime.state("hk")["pid"]
+    order = (out / "order").read_text().split()
+    if is_rt(runtime.path):
+        assert order == ["prestart", "createRuntime"]
+    else:  # runc < 1.2 runs poststart hooks already at create (fixed upstream in 1.2)
+        assert order[:2] == ["prestart", "createRuntime"]
+    st = json.loads((out / "createRuntime.json").read_text())
+    assert st["id"] == "hk" and st["pid"] == pid and st["status"] == "creating"
+    runtime("start", "hk", check=True)
+    assert (out / "order").read_text().split()[-1] == "poststart"
+    runtime("kill", "hk", "KILL", check=True)
+    wait_status(runtime, "hk", "stopped")
+    runtime("delete", "hk", check=True)
+    assert (out / "order").read_text().split()[-2:] == ["poststart", "poststop"]
+    assert json.loads((out / "poststop.json").read_text())["id"] == "hk"
+
+
+def test_container_hooks_run_inside(runtime, make_bundle, tmp_path, no_leaks):
+    """createContainer runs in the container's namespaces; startContainer after start, before the process."""
+    def edit(c):
+        c["mounts"].append({"destination": "/hooklog", "type": "bind", "source": str(tmp_path), "options": ["rbind"]})
+        c["hooks"] = {
+            "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"readlink /proc/self/ns/mnt > {tmp_path}/cc"]}],
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /hooklog/sc.json"]}],
+        }
+    runtime.create("hc", make_bundle(["sh", "-c", "cat /hooklog/sc.json > /hooklog/seen"], edit=edit), check=True)
+    # the container's mount namespace, not ours
+    assert (tmp_path / "cc").read_text().strip() == os.readlink(f"/proc/{runtime.state('hc')['pid']}/ns/mnt")
+    assert (tmp_path / "cc").read_text().strip() != os.readlink("/proc/self/ns/mnt")
+    runtime("start", "hc", check=True)
+    wait_status(runtime, "hc", "stopped")
+    assert json.loads((tmp_path / "seen").read_text())["id"] == "hc"
+    runtime("delete", "hc", check=True)
+
+
+def test_failing_create_hook_fails_create(runtime, make_bundle, tmp_path, no_leaks):
+    bad = _hook(tmp_path, "bad", "exit 7")
+
+    def edit(c):
+        c["hooks"] = {"createRuntime": [{"path": bad}]}
+    p = runtime.create("hf", make_bundle(["sleep", "100"], edit=edit))
+    assert p.returncode != 0
+    assert runtime("list", "-q").stdout.split() == []
+
+
+def test_hook_timeout(runtime, make_bundle, tmp_path, no_leaks):
+    slow = _hook(tmp_path, "slow", "sleep 5")
+
+    def edit(c):
+        c["hooks"] = {"prestart": [{"path": slow, "timeout": 1}]}
+    t = time.monotonic()
+    p = runtime.create("ht", make_bundle(["sleep", "100"], edit=edit))
+    assert p.returncode != 0 and "timed out" in p.stderr or "timeout" in p.stderr
+    if is_rt(runtime.path):  # the spec says abort: rt kills the hook (runc 1.1 waits for it)
+        assert time.monotonic() - t < 4
+    assert runtime("list", "-q").stdout.split() == []

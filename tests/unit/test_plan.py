@@ -279,8 +279,6 @@ def test_new_user_namespace_rejected():
 
 
 @pytest.mark.parametrize("edit,path", [
-    (lambda c: c.__setitem__("hooks", {"prestart": [{"path": "/bin/true"}]}), "$.hooks"),
-    (lambda c: c.__setitem__("hooks", {"poststop": [{"path": "/bin/true"}]}), "$.hooks"),
     (lambda c: c["process"].__setitem__("apparmorProfile", "p"), "$.process.apparmorProfile"),
     (lambda c: c["process"].__setitem__("selinuxLabel", "l"), "$.process.selinuxLabel"),
     (lambda c: c.__delitem__("process"), "$.process"),
