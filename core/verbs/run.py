@@ -27,11 +27,40 @@ def wait_exit(pid: int) -> int:
             return os.waitstatus_to_exitcode(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
 
 
+def _wants_terminal(opts) -> bool:
+    from rt.spec import SpecError, load_bundle
+    try:
+        spec = load_bundle(os.path.abspath(opts.bundle or "."))
+    except SpecError:
+        return False  # create reports it
+    return bool(spec.process and spec.process.terminal)
+
+
 def run(g, opts, pos):
     cid = need_id(pos, "run")
     if not opts.detach:
         _subreaper()  # the init is reparented to us, so we can wait for it
-    c = do_create(g, opts, cid)
+    listener = None
+    if not opts.detach and not opts.console_socket and _wants_terminal(opts):
+        # runc's foreground terminal: our own console socket, then relay the pty
+        import tempfile
+        from ..relay import ConsoleListener
+        listener = ConsoleListener(os.path.join(tempfile.mkdtemp(prefix="rt-console-"), "sock"))
+        opts["console_socket"] = listener.path
+    try:
+        c = do_create(g, opts, cid)
+    except BaseException:
+        if listener:
+            listener.close()
+            os.rmdir(os.path.dirname(listener.path))
+        raise
+    master = None
+    if listener:
+        try:
+            master = listener.receive()
+        finally:
+            listener.close()
+            os.rmdir(os.path.dirname(listener.path))
     try:
         do_start(c)
     except BaseException:
@@ -49,13 +78,17 @@ def run(g, opts, pos):
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-    for s in signal.valid_signals():
-        if s not in _NOT_FORWARDED:
-            try:
-                signal.signal(s, forward)
-            except (OSError, ValueError):
-                pass
-    code = wait_exit(pid)
+    if master is not None:
+        from ..relay import relay
+        code = relay(master, pid)
+    else:
+        for s in signal.valid_signals():
+            if s not in _NOT_FORWARDED:
+                try:
+                    signal.signal(s, forward)
+                except (OSError, ValueError):
+                    pass
+        code = wait_exit(pid)
     if not opts.keep:
         from .delete import destroy
         try:

@@ -418,3 +418,16 @@ def test_hook_timeout(runtime, make_bundle, tmp_path, no_leaks):
     if is_rt(runtime.path):  # the spec says abort: rt kills the hook (runc 1.1 waits for it)
         assert time.monotonic() - t < 4
     assert runtime("list", "-q").stdout.split() == []
+
+
+def test_run_foreground_terminal(runtime, make_bundle, tmp_path, no_leaks):
+    """`run` with process.terminal and no --console-socket relays the pty itself."""
+    def edit(c):
+        c["process"]["terminal"] = True
+    b = make_bundle(["sh", "-c", "tty; read line; echo got:$line; exit 4"], edit=edit)
+    log = tmp_path / "typescript"
+    cmd = f"{runtime.path} --root {runtime.root} run --bundle {b} ft; echo rc=$?"
+    p = subprocess.run(["script", "-qec", cmd, str(log)], input="hello\n", capture_output=True, text=True,
+                       timeout=60)
+    out = log.read_text().replace("\r", "")
+    assert "/dev/pts/0" in out and "got:hello" in out and "rc=4" in out, out + p.stderr

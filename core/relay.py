@@ -1,0 +1,124 @@
+"""The foreground terminal of `rt run` / `rt exec -t` without --console-socket, on trio.
+
+rt receives the pty master through its own console socket, then one trio task copies
+stdin to the master, one copies the master to stdout, one forwards signals (SIGWINCH
+resizes the pty), and one waits on a pidfd for the container process to exit. trio is
+imported only here: a long-lived, concurrent job, not a short verb.
+"""
+import array
+import os
+import signal
+import socket
+import sys
+import termios
+import tty
+
+FORWARDED = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                         signal.SIGUSR2, signal.SIGWINCH)]
+
+
+class ConsoleListener:
+    """A private --console-socket in the container's state directory."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(1)
+
+    def receive(self, timeout: float = 30.0) -> int:
+        self.sock.settimeout(timeout)
+        conn, _ = self.sock.accept()
+        with conn:
+            fds = array.array("i")
+            _, anc, _, _ = conn.recvmsg(256, socket.CMSG_LEN(fds.itemsize))
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(data[:fds.itemsize])
+        if not fds:
+            raise OSError("no pty master received on the console socket")
+        return fds[0]
+
+    def close(self):
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def copy_winsize(src: int, dst: int) -> None:
+    import fcntl
+    try:
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, bytes(8)))
+    except OSError:
+        pass
+
+
+def relay(master: int, pid: int) -> int:
+    """Relay the terminal until `pid` (our child) exits; returns its exit code."""
+    import trio
+
+    stdin_tty = os.isatty(0)
+    saved = termios.tcgetattr(0) if stdin_tty else None
+    if stdin_tty:
+        copy_winsize(0, master)
+        tty.setraw(0, termios.TCSANOW)  # not TCSAFLUSH: keep input typed ahead
+
+    async def main() -> int:
+        async with trio.open_nursery() as nursery:
+            out_done = trio.Event()
+
+            async def to_stdout():
+                while True:
+                    await trio.lowlevel.wait_readable(master)
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError:  # EIO: every slave fd is closed
+                        break
+                    if not data:
+                        break
+                    os.write(1, data)
+                out_done.set()
+
+            async def from_stdin():
+                while True:
+                    await trio.lowlevel.wait_readable(0)
+                    data = os.read(0, 65536)
+                    if not data:
+                        return
+                    os.write(master, data)
+
+            async def signals():
+                with trio.open_signal_receiver(*FORWARDED) as sigs:
+                    async for s in sigs:
+                        if s == signal.SIGWINCH:
+                            if stdin_tty:
+                                copy_winsize(0, master)
+                        else:
+                            try:
+                                os.kill(pid, s)
+                            except ProcessLookupError:
+                                pass
+
+            nursery.start_soon(to_stdout)
+            nursery.start_soon(from_stdin)
+            nursery.start_soon(signals)
+            pidfd = os.pidfd_open(pid)
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+            _, status = os.waitpid(pid, 0)
+            with trio.move_on_after(2):  # drain what the process wrote before it exited
+                await out_done.wait()
+            nursery.cancel_scope.cancel()
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+    try:
+        return trio.run(main)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        os.close(master)
+        sys.stdout.flush()
