@@ -55,8 +55,62 @@ def copy_winsize(src: int, dst: int) -> None:
         pass
 
 
+async def relay_async(master: int, pid: int, stdin: int = 0, stdout: int = 1, winsize_from: int | None = None) -> int:
+    """Copy stdin -> master and master -> stdout, forward signals, until child `pid` exits."""
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        out_done = trio.Event()
+
+        async def to_stdout():
+            while True:
+                await trio.lowlevel.wait_readable(master)
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every slave fd is closed
+                    break
+                if not data:
+                    break
+                os.write(stdout, data)
+            out_done.set()
+
+        async def from_stdin():
+            while True:
+                await trio.lowlevel.wait_readable(stdin)
+                data = os.read(stdin, 65536)
+                if not data:
+                    return
+                os.write(master, data)
+
+        async def signals():
+            with trio.open_signal_receiver(*FORWARDED) as sigs:
+                async for s in sigs:
+                    if s == signal.SIGWINCH:
+                        if winsize_from is not None:
+                            copy_winsize(winsize_from, master)
+                    else:
+                        try:
+                            os.kill(pid, s)
+                        except ProcessLookupError:
+                            pass
+
+        nursery.start_soon(to_stdout)
+        nursery.start_soon(from_stdin)
+        nursery.start_soon(signals)
+        pidfd = os.pidfd_open(pid)
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        with trio.move_on_after(2):  # drain what the process wrote before it exited
+            await out_done.wait()
+        nursery.cancel_scope.cancel()
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
 def relay(master: int, pid: int) -> int:
-    """Relay the terminal until `pid` (our child) exits; returns its exit code."""
+    """The foreground terminal on our own stdio; returns the container's exit code."""
     import trio
 
     stdin_tty = os.isatty(0)
@@ -64,59 +118,8 @@ def relay(master: int, pid: int) -> int:
     if stdin_tty:
         copy_winsize(0, master)
         tty.setraw(0, termios.TCSANOW)  # not TCSAFLUSH: keep input typed ahead
-
-    async def main() -> int:
-        async with trio.open_nursery() as nursery:
-            out_done = trio.Event()
-
-            async def to_stdout():
-                while True:
-                    await trio.lowlevel.wait_readable(master)
-                    try:
-                        data = os.read(master, 65536)
-                    except OSError:  # EIO: every slave fd is closed
-                        break
-                    if not data:
-                        break
-                    os.write(1, data)
-                out_done.set()
-
-            async def from_stdin():
-                while True:
-                    await trio.lowlevel.wait_readable(0)
-                    data = os.read(0, 65536)
-                    if not data:
-                        return
-                    os.write(master, data)
-
-            async def signals():
-                with trio.open_signal_receiver(*FORWARDED) as sigs:
-                    async for s in sigs:
-                        if s == signal.SIGWINCH:
-                            if stdin_tty:
-                                copy_winsize(0, master)
-                        else:
-                            try:
-                                os.kill(pid, s)
-                            except ProcessLookupError:
-                                pass
-
-            nursery.start_soon(to_stdout)
-            nursery.start_soon(from_stdin)
-            nursery.start_soon(signals)
-            pidfd = os.pidfd_open(pid)
-            try:
-                await trio.lowlevel.wait_readable(pidfd)
-            finally:
-                os.close(pidfd)
-            _, status = os.waitpid(pid, 0)
-            with trio.move_on_after(2):  # drain what the process wrote before it exited
-                await out_done.wait()
-            nursery.cancel_scope.cancel()
-        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-
     try:
-        return trio.run(main)
+        return trio.run(relay_async, master, pid, 0, 1, 0 if stdin_tty else None)
     finally:
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
