@@ -159,9 +159,13 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
     namespaces = linux.namespaces if linux else []
     join, unshare = [], []
     for ns in sorted(namespaces, key=lambda n: n.type != "user"):
-        if ns.type == "user" and not ns.path:
-            raise RtError("user namespaces are not supported by this rt build yet")
         (join.append((ns.type, ns.path)) if ns.path else unshare.append(ns.type))
+    userns = None
+    if "user" in unshare:
+        if not (linux.uid_mappings and linux.gid_mappings):
+            raise RtError("config.json: $.linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
+        userns = {"uid_map": "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in linux.uid_mappings),
+                  "gid_map": "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in linux.gid_mappings)}
     types = {ns.type for ns in namespaces}
     if proc.apparmor_profile:
         raise RtError("config.json: $.process.apparmorProfile: AppArmor is not enabled on this host")
@@ -221,7 +225,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
     if not any(e.startswith("HOME=") for e in env):
         env.append("HOME=/root" if user.uid == 0 else "HOME=/")
     return {
-        "join": join, "unshare": unshare, "rootfs": rootfs,
+        "join": join, "unshare": unshare, "rootfs": rootfs, "userns": userns,
         "unshare_mount": "mount" in unshare,
         # keep host mount events flowing in (runc's default), never out
         "host_propagation": MS_SLAVE | MS_REC if rprop not in ("shared", "rshared") else MS_SHARED | MS_REC,

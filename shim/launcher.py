@@ -2,13 +2,24 @@
 import os
 import sys
 
-from .protocol import (PROTOCOL_VERSION, Channel, Child, Error, Hello, Hooks, ProtocolError, Ready, Resume, Run,
-                       ShimFailed, UnexpectedMessage)
+from .protocol import (PROTOCOL_VERSION, Channel, Child, Error, Hello, Hooks, IdMap, ProtocolError, Ready, Resume,
+                       Run, ShimFailed, UnexpectedMessage)
 
 SHIM_DIR = os.path.dirname(os.path.abspath(__file__))
 # Import the stub as a module (its .pyc is cached at install) rather than run it as a
 # script, which would compile it on every start.
 STUB_CMD = f"import sys; sys.path[:0] = [{SHIM_DIR!r}]; import stub; stub.main()"
+
+
+def write_id_maps(pid: int, userns: dict) -> None:
+    for name in ("uid_map", "gid_map"):
+        fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, userns[name].encode())
+        except OSError as e:
+            raise ProtocolError(f"write {name} ({userns[name].strip()!r}): {e.strerror}")
+        finally:
+            os.close(fd)
 
 
 class Launched:
@@ -51,7 +62,12 @@ def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on
         if on_hello:
             on_hello(shim_pid)
         chan.send(Run(plan=plan))
-        child = chan.expect(Child, timeout, "shim exited before starting the container")
+        msg = chan.expect((IdMap, Child), timeout, "shim exited before starting the container")
+        if isinstance(msg, IdMap):
+            write_id_maps(msg.pid, plan["userns"])
+            chan.send(Resume())
+            msg = chan.expect(Child, timeout, "shim exited before starting the container")
+        child = msg
         if on_child:
             on_child(child.pid)
         os.waitpid(shim_pid, 0)

@@ -39,6 +39,11 @@ class Ready(Message, tag="ready"):
     pid: int
 
 
+class IdMap(Message, tag="idmap"):
+    """The shim made its user namespace: write /proc/<pid>/uid_map and gid_map, then Resume."""
+    pid: int
+
+
 class Hooks(Message, tag="hooks"):
     """The init has its namespaces and mounts, before pivot_root: run createRuntime hooks now."""
     stage: str
@@ -58,7 +63,7 @@ class Exited(Message, tag="exited"):
     status: int
 
 
-AnyMessage = Hello | Run | Child | Ready | Hooks | Resume | Error | Exited
+AnyMessage = Hello | Run | Child | Ready | IdMap | Hooks | Resume | Error | Exited
 
 
 class ProtocolError(Exception):
@@ -139,7 +144,7 @@ class Channel:
         if isinstance(msg, Error):
             raise ShimFailed(msg.reason, msg.kind)
         if not isinstance(msg, kind):
-            raise UnexpectedMessage(kind, msg)
+            raise UnexpectedMessage(kind if isinstance(kind, type) else kind[0], msg)
         return msg
 
     def close(self) -> None:

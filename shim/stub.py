@@ -159,7 +159,8 @@ def do_mounts(plan, rootfs):
                     mount(src, fdpath(tfd), None, MS["bind"] | (MS["rec"] if m["recursive"] else 0))
                     if m["flags"] & ~(MS["bind"] | MS["rec"]):
                         tfd = reopen(rootfd, dst, tfd)
-                        mount(None, fdpath(tfd), None, m["flags"] | MS["bind"] | MS["remount"])
+                        keep = kept_flags(fdpath(tfd)) if plan.get("userns") else 0
+                        mount(None, fdpath(tfd), None, m["flags"] | keep | MS["bind"] | MS["remount"])
                 elif fstype == "cgroup-host":
                     mount_cgroup_binds(m, rootfd, dst, tfd)
                 else:
@@ -269,15 +270,20 @@ def pivot(rootfs, no_pivot):
     os.chdir("/")
 
 
-def remount_ro(path, extra=0):
-    mount(path, path, None, MS["bind"] | MS["rec"])
-    flags = MS["bind"] | MS["remount"] | MS["ro"] | extra
+def kept_flags(path):
+    """A bind remount must repeat the flags it cannot drop (all of them, in a user namespace)."""
     try:
-        st = os.statvfs(path)
-        flags |= st.f_flag & (MS["nosuid"] | MS["nodev"] | MS["noexec"])
+        f = os.statvfs(path).f_flag
     except OSError:
-        pass
-    mount(None, path, None, flags)
+        return 0
+    out = f & (MS["nosuid"] | MS["nodev"] | MS["noexec"] | MS["noatime"] | MS["nodiratime"])
+    return out | (MS["relatime"] if f & 4096 else 0)  # ST_RELATIME
+
+
+def remount_ro(path, extra=0, rebind=True):
+    if rebind:
+        mount(path, path, None, MS["bind"] | MS["rec"])
+    mount(None, path, None, MS["bind"] | MS["remount"] | MS["ro"] | extra | kept_flags(path))
 
 
 def finish_rootfs(plan):
@@ -292,7 +298,7 @@ def finish_rootfs(plan):
     if plan["root_propagation"]:
         mount(None, "/", None, plan["root_propagation"])
     if plan["readonly"]:
-        mount(None, "/", None, MS["bind"] | MS["remount"] | MS["ro"])
+        remount_ro("/", rebind=False)
 
 
 def loopback_up():
@@ -463,13 +469,11 @@ def set_user(p):
     os.setuid(p["uid"])
 
 
-def container_init(plan, wfd, rfd):
+def container_init(plan, wfd, rfd, fifo, listener):
     p = plan["process"]
     rootfs = plan["rootfs"]
     mnt = plan["unshare_mount"]
-    fifo = os.open(plan["fifo"], os.O_RDWR | os.O_CLOEXEC) if plan["fifo"] else -1
     sc = plan.get("seccomp")
-    listener = connect_listener(sc["listener"]) if sc and sc["listener"] else None
     if plan["loopback"]:
         loopback_up()  # before pivot_root: it imports extension modules from the host
     if plan.get("console_fd") is not None:
@@ -549,7 +553,7 @@ def container_init(plan, wfd, rfd):
         os._exit(127)
 
 
-def enter_namespaces(plan):
+def enter_namespaces(plan, rfd, wfd):
     if plan.get("console_fd") is not None or plan["loopback"]:
         import _socket  # noqa: F401  (extension modules load from the host, before setns(mnt))
         import fcntl  # noqa: F401
@@ -559,8 +563,20 @@ def enter_namespaces(plan):
             check(libc.setns(fd, NS_FLAGS[ns]), f"setns {ns} {path}")
         finally:
             os.close(fd)
+    rest = [ns for ns in plan["unshare"] if ns != "user"]
+    if "user" in plan["unshare"]:
+        # The user namespace first, alone: the core writes our uid/gid maps, and every
+        # namespace made after it is owned by it.
+        check(libc.unshare(NS_FLAGS["user"]), "unshare user namespace")
+        send(wfd, {"type": "idmap", "pid": os.getpid()})
+        msg = recv(rfd)
+        if not msg or msg.get("type") != "resume":
+            raise Fail("aborted while the runtime wrote the id maps")
+    if plan.get("userns"):
+        os.setresgid(0, 0, 0)  # root of the user namespace until the container's user is set
+        os.setresuid(0, 0, 0)
     flags = 0
-    for ns in plan["unshare"]:
+    for ns in rest:
         flags |= NS_FLAGS[ns]
     if flags:
         check(libc.unshare(flags), "unshare")
@@ -575,11 +591,15 @@ def main():
     if msg is None:
         os._exit(1)
     plan = msg["plan"]
-    if not plan.get("hook_sync"):
-        os.close(rfd)
-        rfd = -1
     try:
-        enter_namespaces(plan)
+        # host paths first: in a user namespace, host root's files are out of reach
+        fifo = os.open(plan["fifo"], os.O_RDWR | os.O_CLOEXEC) if plan["fifo"] else -1
+        sc = plan.get("seccomp")
+        listener = connect_listener(sc["listener"]) if sc and sc["listener"] else None
+        enter_namespaces(plan, rfd, wfd)
+        if not plan.get("hook_sync"):
+            os.close(rfd)
+            rfd = -1
         pid = os.fork()
     except Fail as e:
         send(wfd, {"type": "error", "reason": str(e), "kind": e.kind})
@@ -591,7 +611,7 @@ def main():
         send(wfd, {"type": "child", "pid": pid})
         os._exit(0)
     try:
-        container_init(plan, wfd, rfd)
+        container_init(plan, wfd, rfd, fifo, listener)
     except Fail as e:
         send(wfd, {"type": "error", "reason": str(e), "kind": e.kind})
     except OSError as e:

@@ -431,3 +431,21 @@ def test_run_foreground_terminal(runtime, make_bundle, tmp_path, no_leaks):
                        timeout=60)
     out = log.read_text().replace("\r", "")
     assert "/dev/pts/0" in out and "got:hello" in out and "rc=4" in out, out + p.stderr
+
+
+def test_user_namespace(runtime, make_bundle, tmp_path, no_leaks):
+    """Container root is host uid 100000: files of host root show as the overflow id."""
+    def edit(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    script = "id -u; cat /proc/self/uid_map; stat -c %u /bin; touch /tmp/f && stat -c %u /tmp/f; hostname"
+    runtime.create("un", make_bundle(["sh", "-c", script + "; sleep 100"], edit=edit), check=True)
+    pid = runtime.state("un")["pid"]
+    assert os.stat(f"/proc/{pid}").st_uid == 100000  # seen from the host
+    runtime("kill", "un", "KILL", check=True)
+    wait_status(runtime, "un", "stopped")
+    runtime("delete", "un", check=True)
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", script], edit=edit), "un2")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "0", "100000", "65536", "65534", "0", "rt-test"]

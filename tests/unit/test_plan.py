@@ -268,11 +268,22 @@ def test_user_namespace_is_joined_first():
     assert make(edit)["join"] == [("user", "/proc/self/ns/user"), ("network", "/proc/self/ns/net")]
 
 
-def test_new_user_namespace_rejected():
+def test_new_user_namespace_needs_mappings():
     def edit(cfg):
         cfg["linux"]["namespaces"].append({"type": "user"})
-    with pytest.raises(RtError, match="user namespaces are not supported"):
+    with pytest.raises(RtError, match="needs uidMappings and gidMappings"):
         make(edit)
+
+
+def test_new_user_namespace_maps():
+    def edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 10},
+                                       {"containerID": 10, "hostID": 300000, "size": 5}]
+    plan = make(edit)
+    assert plan["unshare"][0] == "user"
+    assert plan["userns"] == {"uid_map": "0 100000 65536\n", "gid_map": "0 200000 10\n10 300000 5\n"}
 
 
 # --- unsupported features: clear errors with JSON paths ------------------------------------------------------
