@@ -286,6 +286,12 @@ def remount_ro(path, extra=0, rebind=True):
     mount(None, path, None, MS["bind"] | MS["remount"] | MS["ro"] | extra | kept_flags(path))
 
 
+def write_sysctls(plan):
+    for key, value in plan["sysctl"]:
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+
+
 def finish_rootfs(plan):
     for p in plan["readonly_paths"]:
         if os.path.lexists(p):
@@ -496,19 +502,18 @@ def container_init(plan, wfd, rfd, fifo, listener):
         os.close(rfd)
     if mnt:
         pivot(rootfs, plan["no_pivot"])
+        write_sysctls(plan)  # before readonlyPaths makes /proc/sys read-only
         finish_rootfs(plan)
     elif rootfs:
         os.chroot(rootfs)
         os.chdir("/")
+        write_sysctls(plan)
     if plan["hostname"] is not None:
         h = b(plan["hostname"])
         check(libc.sethostname(h, len(h)), "sethostname")
     if plan["domainname"] is not None:
         h = b(plan["domainname"])
         check(libc.setdomainname(h, len(h)), "setdomainname")
-    for key, value in plan["sysctl"]:
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(value)
     for res, soft, hard in plan["rlimits"]:
         check(libc.prlimit(0, res, ctypes.byref((ctypes.c_uint64 * 2)(soft, hard)), None), f"setrlimit {res}")
     if plan["oom_score_adj"] is not None:

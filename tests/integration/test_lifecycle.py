@@ -449,3 +449,50 @@ def test_user_namespace(runtime, make_bundle, tmp_path, no_leaks):
     p = runtime("run", "--bundle", make_bundle(["sh", "-c", script], edit=edit), "un2")
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0", "0", "100000", "65536", "65534", "0", "rt-test"]
+
+
+def test_process_settings_inside(runtime, make_bundle, no_leaks):
+    """oomScoreAdj, umask, additional gids, sysctl and rlimits as the process sees them."""
+    def edit(c):
+        c["process"]["oomScoreAdj"] = 123
+        c["process"]["user"] = {"uid": 1000, "gid": 1000, "umask": 0o027, "additionalGids": [5, 7]}
+        c["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 512, "soft": 256}]
+        c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    script = ("cat /proc/self/oom_score_adj; umask; id -G; ulimit -n; ulimit -Hn; "
+              "cat /proc/sys/net/ipv4/ip_forward")
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", script], edit=edit), "ps1")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["123", "0027", "1000", "5", "7", "256", "512", "1"]
+
+
+def test_exec_overrides_and_kill_all(runtime, make_bundle, no_leaks):
+    runtime.create("ka", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "ka", check=True)
+    p = runtime("exec", "--env", "FOO=bar", "--cwd", "/tmp", "--user", "1000:1000", "ka", "sh", "-c",
+                "echo $FOO; pwd; id -u; id -g")
+    assert p.stdout.split() == ["bar", "/tmp", "1000", "1000"], p.stderr
+    runtime("exec", "-d", "ka", "sleep", "100", stdout=subprocess.DEVNULL, check=True)
+    assert len(json.loads(runtime("ps", "--format", "json", "ka", check=True).stdout)) == 2
+    runtime("kill", "--all", "ka", "KILL", check=True)
+    assert wait_status(runtime, "ka", "stopped") == "stopped"
+    runtime("delete", "ka", check=True)
+
+
+def test_bad_verb_input(runtime, make_bundle, tmp_path, no_leaks):
+    runtime.create("bv", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "bv", check=True)
+    assert runtime("kill", "bv", "SIGNOPE").returncode != 0
+    assert runtime.state("bv")["status"] == "running"
+    bad = tmp_path / "process.json"
+    bad.write_text('{"args": "not-a-list"}')
+    assert runtime("exec", "--process", str(bad), "bv").returncode != 0
+    assert runtime("exec", "--process", str(tmp_path / "missing.json"), "bv").returncode != 0
+    p = runtime("exec", "bv", "no-such-binary")
+    assert p.returncode != 0 and "executable file not found" in p.stderr
+    assert runtime("exec", "--console-socket", str(tmp_path / "nosock"), "--tty", "bv", "true").returncode != 0
+    runtime("kill", "bv", "KILL", check=True)
+    wait_status(runtime, "bv", "stopped")
+    res = tmp_path / "res.json"
+    res.write_text('{"pids": {"limit": 10}}')
+    assert runtime("update", "--resources", str(res), "bv").returncode != 0
+    runtime("delete", "bv", check=True)
