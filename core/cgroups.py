@@ -92,6 +92,11 @@ def swap_v2(swap: int, limit: int | None):
     return swap - limit
 
 
+def blkio_to_io_weight(weight: int) -> int:
+    """runc's conversion of blkio.weight [10..1000] to io.weight [1..10000]."""
+    return 1 + (weight - 10) * 9999 // 990
+
+
 def shares_to_weight(shares: int) -> int:
     """runc's conversion of cpu.shares [2..262144] to cpu.weight [1..10000]."""
     return 0 if shares == 0 else 1 + ((shares - 2) * 9999) // 262142
@@ -242,6 +247,36 @@ class Cgroup:
                 except OSError:
                     pass
 
+    @staticmethod
+    def _io_writes(bio: dict, v2: bool) -> list[tuple[str, str, object]]:
+        """linux.resources.blockIO as blkio (v1) or io (v2) files."""
+        out = []
+        throttles = (("throttleReadBpsDevice", "read_bps_device", "rbps"),
+                     ("throttleWriteBpsDevice", "write_bps_device", "wbps"),
+                     ("throttleReadIOPSDevice", "read_iops_device", "riops"),
+                     ("throttleWriteIOPSDevice", "write_iops_device", "wiops"))
+        if v2:
+            if bio.get("weight"):
+                out.append(("io", "io.weight", f"default {blkio_to_io_weight(bio['weight'])}"))
+            for d in bio.get("weightDevice") or []:
+                if d.get("weight"):
+                    out.append(("io", "io.weight", f"{d['major']}:{d['minor']} {blkio_to_io_weight(d['weight'])}"))
+            for key, _, name in throttles:
+                for d in bio.get(key) or []:
+                    out.append(("io", "io.max", f"{d['major']}:{d['minor']} {name}={d['rate']}"))
+            return out
+        if bio.get("weight"):
+            out.append(("blkio", "blkio.weight", bio["weight"]))
+        if bio.get("leafWeight"):
+            out.append(("blkio", "blkio.leaf_weight", bio["leafWeight"]))
+        for d in bio.get("weightDevice") or []:
+            if d.get("weight"):
+                out.append(("blkio", "blkio.weight_device", f"{d['major']}:{d['minor']} {d['weight']}"))
+        for key, name, _ in throttles:
+            for d in bio.get(key) or []:
+                out.append(("blkio", f"blkio.throttle.{name}", f"{d['major']}:{d['minor']} {d['rate']}"))
+        return out
+
     # --- devices ----------------------------------------------------------------
     def apply_devices(self, rules: list[dict]) -> list[str]:
         """OCI device rules in order (v1 devices.allow/deny); returns what was not applied."""
@@ -309,6 +344,9 @@ class Cgroup:
                 writes.append(("cpuset", "cpuset.mems", cpu["mems"]))
             if pids.get("limit") is not None:
                 writes.append(("pids", "pids.max", "max" if pids["limit"] <= 0 else pids["limit"]))
+        writes += self._io_writes(res.get("blockIO") or {}, v2)
+        for h in res.get("hugepageLimits") or []:
+            writes.append(("hugetlb", f"hugetlb.{h['pageSize']}.{'max' if v2 else 'limit_in_bytes'}", h["limit"]))
         skipped = []
         names = [w[1] for w in writes]
         if "memory.memsw.limit_in_bytes" in names and "memory.limit_in_bytes" in names:
@@ -327,5 +365,11 @@ class Cgroup:
             if d is None:
                 skipped.append(f"{name}: no {ctrl} controller on this host")
                 continue
-            _write(os.path.join(d, name), value)
+            path = os.path.join(d, name)
+            if name == "blkio.weight" and not os.path.exists(path):
+                path = os.path.join(d, "blkio.bfq.weight")  # kernels with BFQ and no CFQ
+            try:
+                _write(path, value)
+            except FileNotFoundError:
+                skipped.append(f"{name}: not supported by this kernel")
         return skipped

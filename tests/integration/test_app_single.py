@@ -231,3 +231,24 @@ def test_garbage_configs_fail_cleanly(runtime, make_bundle, where, junk):
     assert len(lines) == 1 and "level=error" in lines[0], p.stderr
     assert runtime("list", "-q").stdout == ""
     assert not os.path.exists(os.path.join(runtime.root, "hx"))
+
+
+def test_block_io_throttle(runtime, make_bundle, no_leaks):
+    devs = [d for d in sorted(os.listdir("/sys/block")) if not d.startswith(("loop", "ram", "zram"))]
+    if not devs:
+        pytest.skip("no block device on this host")
+    major, minor = open(f"/sys/block/{devs[0]}/dev").read().strip().split(":")
+
+    def edit(c):
+        c["linux"]["resources"] = {"blockIO": {"throttleReadBpsDevice": [
+            {"major": int(major), "minor": int(minor), "rate": 1048576}]}}
+    runtime.create("bio", make_bundle(["sleep", "100"], edit=edit), check=True)
+    from rt.core.cgroups import Layout
+    layout = Layout.detect()
+    if layout.mode == "v2":
+        text = open(os.path.join(layout.unified, "rt/bio/io.max")).read()
+        assert f"{major}:{minor} rbps=1048576" in text
+    else:
+        text = open(os.path.join(layout.v1["blkio"], "rt/bio/blkio.throttle.read_bps_device")).read()
+        assert f"{major}:{minor} 1048576" in text
+    runtime("delete", "--force", "bio", check=True)
