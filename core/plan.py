@@ -32,7 +32,7 @@ _FLAGS = {
     "noatime": (True, 1024), "atime": (False, 1024), "nodiratime": (True, 2048), "diratime": (False, 2048),
     "bind": (True, 4096), "rbind": (True, 4096 | 16384), "relatime": (True, 1 << 21),
     "norelatime": (False, 1 << 21), "strictatime": (True, 1 << 24), "nostrictatime": (False, 1 << 24),
-    "silent": (True, 32768), "loud": (False, 32768), "defaults": (False, 0),
+    "silent": (True, 32768), "loud": (False, 32768), "defaults": (False, 0), "tmpcopyup": (False, 0),
     "iversion": (True, 1 << 23), "noiversion": (False, 1 << 23), "nosymfollow": (True, 256), "lazytime": (True, 1 << 25), "nolazytime": (False, 1 << 25),
 }
 MS_REC, MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 16384, 1 << 17, 1 << 18, 1 << 19, 1 << 20
@@ -75,11 +75,29 @@ def device_rules(spec) -> list[dict]:
     return rules
 
 
+# recursive mount attributes (mount_setattr(2) with AT_RECURSIVE): option -> (set?, MOUNT_ATTR_*)
+_RATTR = {"rro": (True, 0x1), "rrw": (False, 0x1), "rnosuid": (True, 0x2), "rsuid": (False, 0x2),
+          "rnodev": (True, 0x4), "rdev": (False, 0x4), "rnoexec": (True, 0x8), "rexec": (False, 0x8),
+          "rnoatime": (True, 0x10), "rnodiratime": (True, 0x80)}
+
+
+def recursive_attrs(options: list[str]) -> tuple[int, int]:
+    """(attr_set, attr_clr) for the r* options runc accepts."""
+    aset = aclr = 0
+    for o in options:
+        if o in _RATTR:
+            on, bit = _RATTR[o]
+            aset, aclr = (aset | bit, aclr & ~bit) if on else (aset & ~bit, aclr | bit)
+    return aset, aclr
+
+
 def parse_mount_options(options: list[str]) -> tuple[int, list[int], str, bool]:
     """-> (flags, propagation flags, data string, recursive bind)."""
     flags, prop, data, rec = 0, [], [], False
     for o in options:
-        if o in _FLAGS:
+        if o in _RATTR or o in ("idmap", "ridmap"):
+            rec = rec or o == "ridmap"
+        elif o in _FLAGS:
             on, f = _FLAGS[o]
             flags = flags | f if on else flags & ~f
             rec = rec or o == "rbind"
@@ -176,8 +194,16 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
     for i, m in enumerate(spec.mounts):
         flags, prop, data, rec = parse_mount_options(m.options)
         bind = m.type == "bind" or bool(flags & 4096)
-        if m.uid_mappings or m.gid_mappings:
-            raise RtError(f"config.json: $.mounts[{i}]: idmapped mounts are not supported by this rt build yet")
+        idmap = None
+        if m.uid_mappings or m.gid_mappings or "idmap" in m.options or "ridmap" in m.options:
+            if not bind:
+                raise RtError(f"config.json: $.mounts[{i}]: idmapped mounts must be bind mounts")
+            uids, gids = m.uid_mappings or (linux.uid_mappings if linux else []), \
+                m.gid_mappings or (linux.gid_mappings if linux else [])
+            if not uids or not gids:
+                raise RtError(f"config.json: $.mounts[{i}].uidMappings: an idmapped mount needs uid and gid mappings")
+            idmap = {"uid_map": "".join(f"{x.container_id} {x.host_id} {x.size}\n" for x in uids),
+                     "gid_map": "".join(f"{x.container_id} {x.host_id} {x.size}\n" for x in gids)}
         src = m.source
         if bind and not os.path.isabs(src):
             src = os.path.join(bundle or os.path.dirname(rootfs), src)  # relative to the bundle
@@ -194,8 +220,10 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         if m.destination == "/dev" and not bind:
             dev_is_tmpfs = True
         has_pts = has_pts or m.destination == "/dev/pts"
+        rset, rclr = recursive_attrs(m.options)
         mounts.append({"source": src, "destination": m.destination, "type": fstype, "bind": bind,
-                       "recursive": rec, "flags": flags & ~4096, "propagation": prop, "data": data})
+                       "recursive": rec, "flags": flags & ~4096, "propagation": prop, "data": data,
+                       "idmap": idmap, "rattr": (rset, rclr)})
 
     devices = []
     if dev_is_tmpfs:

@@ -30,7 +30,9 @@ MNT_DETACH = 2
 PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 4, 38, 24, 47
 PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_CLEAR_ALL = 2, 4
 CLOSE_RANGE_CLOEXEC = 4
-SYS_OPENAT2 = 437
+SYS_OPENAT2, SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 437, 428, 429, 442
+AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
+OPEN_TREE_CLONE, MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH, MOUNT_ATTR_IDMAP = 1, 4, 0x40, 0x100000
 RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS = 0x10, 0x02
 
 
@@ -155,7 +157,12 @@ def do_mounts(plan, rootfs):
             tfd = make_target(rootfd, dst, is_dir)
             try:
                 # An O_PATH fd names the mount point under a new mount: reopen to reach the new one.
-                if is_bind:
+                if is_bind and m.get("userns_fd") is not None:
+                    idmapped_bind(src, tfd, m["userns_fd"], m["recursive"])
+                    tfd = reopen(rootfd, dst, tfd)
+                    if m["flags"] & ~(MS["bind"] | MS["rec"]):
+                        mount(None, fdpath(tfd), None, m["flags"] | kept_flags(fdpath(tfd)) | MS["bind"] | MS["remount"])
+                elif is_bind:
                     mount(src, fdpath(tfd), None, MS["bind"] | (MS["rec"] if m["recursive"] else 0))
                     if m["flags"] & ~(MS["bind"] | MS["rec"]):
                         tfd = reopen(rootfd, dst, tfd)
@@ -177,6 +184,10 @@ def do_mounts(plan, rootfs):
                     tfd = reopen(rootfd, dst, tfd)
                     for p in m["propagation"]:
                         mount(None, fdpath(tfd), None, p)
+                rset, rclr = m.get("rattr") or (0, 0)
+                if rset or rclr:  # rro, rnosuid, ...: the whole subtree, through mount_setattr
+                    tfd = reopen(rootfd, dst, tfd)
+                    set_mount_attr(tfd, rset, rclr)
             finally:
                 os.close(tfd)
         for d in plan["devices"]:
@@ -197,6 +208,58 @@ def rootfd_dir(rootfd):
     if rootfd not in _dirfds:
         _dirfds[rootfd] = os.open(fdpath(rootfd), os.O_DIRECTORY | os.O_CLOEXEC)
     return _dirfds[rootfd]
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def set_mount_attr(fd, aset, aclr=0, userns_fd=0, recursive=True):
+    attr = MountAttr(aset, aclr, 0, userns_fd)
+    check(libc.syscall(SYS_MOUNT_SETATTR, fd, b"", AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0),
+                       ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
+
+
+def idmapped_bind(src, target_fd, userns_fd, recursive):
+    """open_tree(CLONE) + mount_setattr(IDMAP) + move_mount onto the target."""
+    tree = check(libc.syscall(SYS_OPEN_TREE, AT_FDCWD, b(src),
+                              OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)), f"open_tree {src}")
+    try:
+        set_mount_attr(tree, MOUNT_ATTR_IDMAP, userns_fd=userns_fd, recursive=recursive)
+        check(libc.syscall(SYS_MOVE_MOUNT, tree, b"", target_fd, b"",
+                           MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), f"move_mount {src}")
+    finally:
+        os.close(tree)
+
+
+def userns_fd_for(maps):
+    """A user namespace with these maps, as an fd: a child holds it while we write the maps."""
+    r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        os.close(ready_r)
+        if libc.unshare(NS_FLAGS["user"]) == 0:
+            os.write(ready_w, b"1")
+            os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    os.close(ready_w)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise Fail("idmapped mount: cannot make its user namespace")
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(maps[name])
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise Fail(f"idmapped mount: cannot make its user namespace: {e.strerror}")
+    finally:
+        os.close(w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
 
 
 def reopen(rootfd, dst, fd):
@@ -601,6 +664,9 @@ def main():
         fifo = os.open(plan["fifo"], os.O_RDWR | os.O_CLOEXEC) if plan["fifo"] else -1
         sc = plan.get("seccomp")
         listener = connect_listener(sc["listener"]) if sc and sc["listener"] else None
+        for m in plan["mounts"]:
+            if m.get("idmap"):
+                m["userns_fd"] = userns_fd_for(m["idmap"])
         enter_namespaces(plan, rfd, wfd)
         if not plan.get("hook_sync"):
             os.close(rfd)

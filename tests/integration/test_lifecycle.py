@@ -496,3 +496,16 @@ def test_bad_verb_input(runtime, make_bundle, tmp_path, no_leaks):
     res.write_text('{"pids": {"limit": 10}}')
     assert runtime("update", "--resources", str(res), "bv").returncode != 0
     runtime("delete", "bv", check=True)
+
+
+def test_recursive_readonly_mount(runtime, make_bundle, tmp_path, no_leaks):
+    inner = tmp_path / "inner"
+    inner.mkdir()
+
+    def edit(c):
+        c["mounts"].append({"destination": "/rro", "type": "bind", "source": str(tmp_path), "options": ["rbind", "rro"]})
+    script = "touch /rro/x 2>/dev/null && echo writable || echo ro; touch /rro/inner/x 2>/dev/null && echo writable || echo ro"
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", script], edit=edit), "rro")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["ro", "ro"]
+    assert not (inner / "x").exists()

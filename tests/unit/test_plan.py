@@ -144,7 +144,8 @@ def test_mounts_in_plan():
     assert [m["destination"] for m in p["mounts"]] == [m["destination"] for m in BASE["mounts"]]
     shm = mount_of(p, "/dev/shm")
     assert shm == {"source": "shm", "destination": "/dev/shm", "type": "tmpfs", "bind": False, "recursive": False,
-                   "flags": MS_NOSUID | MS_NOEXEC | MS_NODEV, "propagation": [], "data": "mode=1777,size=65536k"}
+                   "flags": MS_NOSUID | MS_NOEXEC | MS_NODEV, "propagation": [], "data": "mode=1777,size=65536k",
+                   "idmap": None, "rattr": (0, 0)}
     assert mount_of(p, "/sys")["flags"] == MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY
     # no cgroup namespace: the container's own group is bound from the host
     assert mount_of(p, "/sys/fs/cgroup")["type"] == "cgroup-host"
@@ -174,13 +175,23 @@ def test_bind_mounts():
     assert hosts["propagation"] == [MS_PRIVATE | MS_REC]
 
 
-def test_idmapped_mount_rejected():
+def test_idmapped_mount_needs_both_mappings():
     def edit(cfg):
         cfg["mounts"].append({"destination": "/x", "type": "bind", "source": "/x", "options": ["bind"],
                               "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]})
     with pytest.raises(RtError) as e:
         make(edit)
-    assert e.value.msg.startswith("config.json: $.mounts[6]: idmapped mounts")
+    assert e.value.msg.startswith("config.json: $.mounts[6].uidMappings: an idmapped mount needs")
+
+
+def test_idmapped_mount_and_recursive_attrs_in_plan():
+    def edit(cfg):
+        cfg["mounts"].append({"destination": "/x", "type": "bind", "source": "/x", "options": ["rbind", "rro", "idmap"],
+                              "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                              "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 2}]})
+    m = make(edit)["mounts"][-1]
+    assert m["idmap"] == {"uid_map": "0 1000 1\n", "gid_map": "0 2000 2\n"}
+    assert m["rattr"] == (1, 0) and m["recursive"] and m["data"] == ""
 
 
 # --- devices and symlinks ------------------------------------------------------------------------------
