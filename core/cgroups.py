@@ -279,10 +279,15 @@ class Cgroup:
 
     # --- devices ----------------------------------------------------------------
     def apply_devices(self, rules: list[dict]) -> list[str]:
-        """OCI device rules in order (v1 devices.allow/deny); returns what was not applied."""
-        d = self._dir("devices") if self.layout.mode != V2 else None
+        """OCI device rules in order: v1 devices.allow/deny, or an eBPF program on v2."""
+        if self.layout.mode == V2:
+            if rules:
+                from .devicefilter import attach
+                attach(self.dirs()[""], rules)
+            return []
+        d = self._dir("devices")
         if d is None:
-            return ["device cgroup rules are not enforced on cgroup v2 yet (needs an eBPF program)"] if rules else []
+            return ["no devices cgroup on this host: device rules are not enforced"] if rules else []
         for r in rules:
             kind = r.get("type") or "a"
             major = "*" if r.get("major") is None else r["major"]
