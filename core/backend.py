@@ -11,12 +11,16 @@ class CreateRequest:
     """What `create` gives a backend."""
 
     def __init__(self, *, id, bundle, spec, config, state_dir, fifo, pid_file=None, console_socket=None,
-                 no_pivot=False, preserve_fds=0, warn=None, hooks=None):
+                 no_pivot=False, preserve_fds=0, warn=None, hooks=None, rootfs=None, save_extra=None):
         self.id, self.bundle, self.spec, self.config = id, bundle, spec, config
         self.state_dir, self.fifo, self.pid_file = state_dir, fifo, pid_file
         self.console_socket, self.no_pivot, self.preserve_fds = console_socket, no_pivot, preserve_fds
         self.warn = warn or (lambda msg: None)
         self.hooks = hooks  # rt.core.hooks.RuntimeHooks: pass hooks.create_runtime as launch_shim(on_hooks=)
+        self.rootfs = rootfs  # root.path made absolute against the bundle
+        # persist part of Created.extra before the container exists, so that `delete --force`
+        # can clean up after a create that was interrupted half-way
+        self.save_extra = save_extra or (lambda **kw: None)
 
 
 class Created:

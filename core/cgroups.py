@@ -62,8 +62,13 @@ def normalize_path(cgroups_path: str | None, cid: str) -> str:
             parts.append(acc + ".slice")
         if sl == "-.slice":
             parts = []
-        return "/" + "/".join(parts + [f"{prefix}-{name}.scope" if prefix else f"{name}.scope"])
-    return cgroups_path if cgroups_path.startswith("/") else "/" + cgroups_path
+        path = "/" + "/".join(parts + [f"{prefix}-{name}.scope" if prefix else f"{name}.scope"])
+        return "/" + os.path.normpath(path).lstrip("/")
+    # runc's CleanPath: no way out of the cgroup hierarchy with ".."
+    path = "/" + os.path.normpath("/" + cgroups_path).lstrip("/")
+    if path == "/":
+        raise ValueError(f"linux.cgroupsPath {cgroups_path!r} names the root cgroup")
+    return path
 
 
 def _write(path: str, value) -> None:
@@ -199,9 +204,19 @@ class Cgroup:
             raise OSError(errno.ENOTSUP, "no freezer cgroup on this host")
         path, on, off = f
         _write(path, on if frozen else off)
+        deadline = time.monotonic() + timeout
         if path.endswith("freezer.state"):  # v1 passes through FREEZING
-            deadline = time.monotonic() + timeout
             while _read(path) not in (on if frozen else off) and time.monotonic() < deadline:
+                time.sleep(0.001)
+        else:  # v2: done when cgroup.events says so
+            events = os.path.join(os.path.dirname(path), "cgroup.events")
+            want = f"frozen {on if frozen else off}"
+            while time.monotonic() < deadline:
+                try:
+                    if want in _read(events).splitlines():
+                        break
+                except FileNotFoundError:  # kernels before 5.2 have no cgroup.events
+                    break
                 time.sleep(0.001)
         # keep the other hierarchy in step on hybrid hosts
         v1 = self.layout.v1.get("freezer")

@@ -175,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except Exception as e:  # one line, as runc prints; the traceback only with --debug
+        if log.debugging():
+            import traceback
+            log.debug(traceback.format_exc())
+        where = f" {e.filename}" if isinstance(e, OSError) and e.filename else ""
+        log.error(f"{e.strerror if isinstance(e, OSError) and e.strerror else e}{where}")
+        return 1
 
 
 def need_id(pos: list[str], verb: str) -> str:

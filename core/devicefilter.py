@@ -80,8 +80,11 @@ def attach(cgroup_dir: str, rules: list[dict]) -> None:
     lic = ctypes.create_string_buffer(b"Apache")
     log = ctypes.create_string_buffer(65536)
     attr = _LoadAttr(BPF_PROG_TYPE_CGROUP_DEVICE, len(code) // 8, ctypes.addressof(buf), ctypes.addressof(lic),
-                     1, len(log), ctypes.addressof(log), 0, 0, b"rt_devices")
+                     0, 0, 0, 0, 0, b"rt_devices")
     prog = libc.syscall(nr, BPF_PROG_LOAD, ctypes.byref(attr), ctypes.sizeof(attr))
+    if prog < 0:  # load again with the verifier's log, to say why
+        attr.log_level, attr.log_size, attr.log_buf = 1, len(log), ctypes.addressof(log)
+        prog = libc.syscall(nr, BPF_PROG_LOAD, ctypes.byref(attr), ctypes.sizeof(attr))
     if prog < 0:
         e = ctypes.get_errno()
         raise OSError(e, f"bpf prog load: {os.strerror(e)}: {log.value.decode(errors='replace')[-300:]}")

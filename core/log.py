@@ -55,6 +55,10 @@ def info(msg: str) -> None:
     _write("info", msg)
 
 
+def debugging() -> bool:
+    return _state["debug"]
+
+
 def debug(msg: str) -> None:
     if _state["debug"]:
         _write("debug", msg)

@@ -78,7 +78,11 @@ def device_rules(spec) -> list[dict]:
 # recursive mount attributes (mount_setattr(2) with AT_RECURSIVE): option -> (set?, MOUNT_ATTR_*)
 _RATTR = {"rro": (True, 0x1), "rrw": (False, 0x1), "rnosuid": (True, 0x2), "rsuid": (False, 0x2),
           "rnodev": (True, 0x4), "rdev": (False, 0x4), "rnoexec": (True, 0x8), "rexec": (False, 0x8),
-          "rnoatime": (True, 0x10), "rnodiratime": (True, 0x80)}
+          "rnodiratime": (True, 0x80), "rdiratime": (False, 0x80), "rnosymfollow": (True, 0x200000),
+          "rsymfollow": (False, 0x200000)}
+# the atime mode is one field (MOUNT_ATTR__ATIME): setting it must also clear it
+_RATIME = {"rrelatime": 0x0, "rnoatime": 0x10, "rstrictatime": 0x20}
+_ATIME_MASK = 0x70
 
 
 def recursive_attrs(options: list[str]) -> tuple[int, int]:
@@ -88,6 +92,8 @@ def recursive_attrs(options: list[str]) -> tuple[int, int]:
         if o in _RATTR:
             on, bit = _RATTR[o]
             aset, aclr = (aset | bit, aclr & ~bit) if on else (aset & ~bit, aclr | bit)
+        elif o in _RATIME:
+            aset, aclr = (aset & ~_ATIME_MASK) | _RATIME[o], aclr | _ATIME_MASK
     return aset, aclr
 
 
@@ -95,7 +101,7 @@ def parse_mount_options(options: list[str]) -> tuple[int, list[int], str, bool]:
     """-> (flags, propagation flags, data string, recursive bind)."""
     flags, prop, data, rec = 0, [], [], False
     for o in options:
-        if o in _RATTR or o in ("idmap", "ridmap"):
+        if o in _RATTR or o in _RATIME or o in ("idmap", "ridmap"):
             rec = rec or o == "ridmap"
         elif o in _FLAGS:
             on, f = _FLAGS[o]
@@ -164,7 +170,7 @@ def listener_state(spec, seccomp: dict, state: dict | None) -> str:
     from . import jsonio
     return jsonio.dumps({"ociVersion": "1.2.0", "fds": ["seccompFd"], "pid": "__PID__",
                          "metadata": seccomp.get("listener_metadata") or "",
-                         "state": state or {}}).replace('"__PID__"', "__PID__")
+                         "state": state or {}}).replace('"__PID__"', "__PID__")  # the shim puts its host pid
 
 
 def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None, cgroup=None,
@@ -237,6 +243,8 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
     if dev_is_tmpfs and has_pts:
         symlinks.append(("/dev/ptmx", "pts/ptmx"))
 
+    if (spec.hostname or spec.domainname) and "uts" not in types:  # runc refuses this too
+        raise RtError("config.json: $.hostname: setting a hostname needs a private UTS namespace")
     rprop = (linux.rootfs_propagation if linux else "") or ""
     if rprop and rprop not in _PROPAGATION:
         raise RtError(f"config.json: $.linux.rootfsPropagation: unknown propagation {rprop!r}")
@@ -262,8 +270,8 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "mounts": mounts, "devices": devices, "symlinks": symlinks,
         "masked_paths": list(linux.masked_paths) if linux else [],
         "readonly_paths": list(linux.readonly_paths) if linux else [],
-        "hostname": spec.hostname if "uts" in types and spec.hostname else None,
-        "domainname": spec.domainname if "uts" in types and spec.domainname else None,
+        "hostname": spec.hostname or None,
+        "domainname": spec.domainname or None,
         "sysctl": sorted((linux.sysctl if linux else {}).items()),
         "loopback": "network" in unshare,
         "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
@@ -301,14 +309,18 @@ def namespaces_of(pid: int) -> list[tuple[str, str]]:
     for kind, name in _JOIN_ORDER:
         path = f"/proc/{pid}/ns/{name}"
         try:
-            if os.stat(path).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
-                out.append((kind, path))
+            theirs = os.stat(path).st_ino
         except FileNotFoundError:
-            continue
+            if not os.path.exists(f"/proc/{pid}"):  # never fall back to running on the host
+                raise RtError("the container's process has exited") from None
+            continue  # a namespace type this kernel lacks
+        if theirs != os.stat(f"/proc/self/ns/{name}").st_ino:
+            out.append((kind, path))
     return out
 
 
-def build_exec_plan(target_pid: int, proc, *, seccomp=None, preserve_fds: int = 0, warn=lambda msg: None) -> dict:
+def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp=None, preserve_fds: int = 0,
+                    warn=lambda msg: None) -> dict:
     """A plan that joins a running container and execs `proc` (an rt.spec Process), under the
     container's seccomp filter (an rt.spec Seccomp) when it has one, as runc does."""
     if not proc.args:
@@ -316,8 +328,11 @@ def build_exec_plan(target_pid: int, proc, *, seccomp=None, preserve_fds: int = 
     _, last_cap = host_capabilities()
     user = proc.user
     env = list(proc.env)
+    join = namespaces_of(target_pid)
+    # a container without its own mount namespace was chrooted: so is its exec
+    root = None if any(kind == "mount" for kind, _ in join) else rootfs
     return {
-        "join": namespaces_of(target_pid), "unshare": [], "rootfs": None, "unshare_mount": False,
+        "join": join, "unshare": [], "rootfs": root, "unshare_mount": False,
         "host_propagation": 0, "root_propagation": 0, "no_pivot": False, "readonly": False, "mounts": [],
         "devices": [], "symlinks": [], "masked_paths": [], "readonly_paths": [], "hostname": None,
         "domainname": None, "sysctl": [], "loopback": False,

@@ -89,8 +89,8 @@ def compile_filter(sc, warn=lambda msg: None) -> dict:
             groups = [args] if len({a.arg for a in args}) == len(args) else [[a] for a in args]
             for name in rule.names:
                 nr = L.seccomp_syscall_resolve_name(name.encode())
-                if nr < 0:
-                    continue  # not a syscall on this architecture (runc ignores these too)
+                if nr == -1:  # __NR_SCMP_ERROR: unknown here (other negatives are pseudo-syscalls)
+                    continue
                 for group in groups:
                     arr = (ArgCmp * len(group))(*group)
                     rc = L.seccomp_rule_add_array(ctx, act, nr, len(group), arr)

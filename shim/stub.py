@@ -9,6 +9,7 @@ and execs the user program. Frames: 4-byte big-endian length + marshal payload,
 each payload a dict with a "type" key (see rt.shim.protocol).
 """
 import ctypes
+import fcntl
 import marshal
 import os
 import sys
@@ -118,7 +119,8 @@ def make_target(rootfd, dst, is_dir):
                 if todo or is_dir:
                     os.mkdir(part, 0o755, dir_fd=dfd)
                 else:
-                    os.close(os.open(part, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644, dir_fd=dfd))
+                    os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC,
+                                     0o644, dir_fd=dfd))
                 done.append(part)
                 continue
             if mode & 0o170000 == 0o120000:  # a symlink: continue from its target, inside the root
@@ -179,7 +181,8 @@ def do_mounts(plan, rootfs):
                         # no private netns: sysfs must be a bind of the host's
                         mount("/sys", fdpath(tfd), None, MS["bind"] | MS["rec"])
                         tfd = reopen(rootfd, dst, tfd)
-                        mount(None, fdpath(tfd), None, MS["bind"] | MS["remount"] | (m["flags"] & MS["ro"]))
+                        mount(None, fdpath(tfd), None,
+                              m["flags"] | kept_flags(fdpath(tfd)) | MS["bind"] | MS["remount"])
                 if m["propagation"]:
                     tfd = reopen(rootfd, dst, tfd)
                     for p in m["propagation"]:
@@ -193,21 +196,15 @@ def do_mounts(plan, rootfs):
         for d in plan["devices"]:
             make_device(rootfd, d)
         for path, target in plan["symlinks"]:
+            dfd = open_in_root(rootfd, os.path.dirname(path), os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                os.symlink(target, path.lstrip("/"), dir_fd=rootfd_dir(rootfd))
+                os.symlink(target, os.path.basename(path), dir_fd=dfd)
             except FileExistsError:
                 pass
+            finally:
+                os.close(dfd)
     finally:
         os.close(rootfd)
-
-
-_dirfds = {}
-
-
-def rootfd_dir(rootfd):
-    if rootfd not in _dirfds:
-        _dirfds[rootfd] = os.open(fdpath(rootfd), os.O_DIRECTORY | os.O_CLOEXEC)
-    return _dirfds[rootfd]
 
 
 class MountAttr(ctypes.Structure):
@@ -376,8 +373,8 @@ def loopback_up():
     s = _socket.socket(2, 2)  # AF_INET, SOCK_DGRAM
     try:
         req = b"lo".ljust(16, b"\0") + bytes(24)
-        flags = int.from_bytes(fcntl.ioctl(s.fileno(), 0x8913, req)[16:18], "little")  # SIOCGIFFLAGS
-        fcntl.ioctl(s.fileno(), 0x8914, b"lo".ljust(16, b"\0") + (flags | 1).to_bytes(2, "little") + bytes(22))
+        flags = int.from_bytes(fcntl.ioctl(s.fileno(), 0x8913, req)[16:18], sys.byteorder)  # SIOCGIFFLAGS
+        fcntl.ioctl(s.fileno(), 0x8914, b"lo".ljust(16, b"\0") + (flags | 1).to_bytes(2, sys.byteorder) + bytes(22))
     finally:
         s.close()
 
@@ -438,7 +435,7 @@ def load_seccomp(sc, listener_sock):
     fd = check(libc.syscall(nr, 1, ctypes.c_uint(sc["flags"]), ctypes.byref(prog)), "load seccomp filter")
     if listener_sock is not None:
         import _socket
-        msg = sc["listener_state"].replace("__PID__", str(os.getpid())).encode()
+        msg = sc["listener_state"].replace("__PID__", str(HOST_PID)).encode()
         listener_sock.sendmsg([msg], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))])
         listener_sock.close()
         os.close(fd)
@@ -516,6 +513,18 @@ def run_hooks(stage, hooks, state):
             raise Fail(f"{stage} hook {h['path']}: exit status {os.waitstatus_to_exitcode(status)}")
 
 
+def mark_cloexec(first):
+    if libc.close_range(first, ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC) == 0:
+        return
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+            except OSError:
+                pass
+
+
 def find_exec(name, env):
     if "/" in name:
         if not os.path.exists(name):
@@ -538,16 +547,23 @@ def set_user(p):
     os.setuid(p["uid"])
 
 
+HOST_PID = 0  # our pid as the host sees it (we may be pid 1 of a new pid namespace)
+
+
 def container_init(plan, wfd, rfd, fifo, listener):
+    global HOST_PID
     p = plan["process"]
     rootfs = plan["rootfs"]
     mnt = plan["unshare_mount"]
     sc = plan.get("seccomp")
+    try:
+        HOST_PID = int(os.readlink("/proc/self"))  # still the host's /proc
+    except (OSError, ValueError):
+        HOST_PID = os.getpid()
     if plan["loopback"]:
         loopback_up()  # before pivot_root: it imports extension modules from the host
     if plan.get("console_fd") is not None:
         import _socket  # noqa: F401  (loaded now: after pivot_root the host's modules are gone)
-        import fcntl  # noqa: F401
     if mnt:
         mount(None, "/", None, plan["host_propagation"])
         mount(rootfs, rootfs, None, MS["bind"] | MS["rec"])
@@ -596,12 +612,13 @@ def container_init(plan, wfd, rfd, fifo, listener):
     set_user(p)
     if p["caps"] is not None:
         apply_caps(p["caps"])
+    # CVE-2024-21626: no fd of ours crosses exec, except the preserved ones (before the
+    # filter, which may not allow close_range)
+    mark_cloexec(3 + plan["preserve_fds"])
     if p["no_new_privs"]:
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
         if sc:
             load_seccomp(sc, listener)  # as late as possible, so the filter sees only the workload
-    # CVE-2024-21626: no fd of ours crosses exec, except the preserved ones.
-    check(libc.close_range(3 + plan["preserve_fds"], ctypes.c_uint(0xFFFFFFFF), CLOSE_RANGE_CLOEXEC), "close_range")
     send(wfd, {"type": "ready", "pid": os.getpid()})
     os.close(wfd)
     if fifo >= 0:
@@ -624,7 +641,6 @@ def container_init(plan, wfd, rfd, fifo, listener):
 def enter_namespaces(plan, rfd, wfd):
     if plan.get("console_fd") is not None or plan["loopback"]:
         import _socket  # noqa: F401  (extension modules load from the host, before setns(mnt))
-        import fcntl  # noqa: F401
     for ns, path in plan["join"]:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:

@@ -332,6 +332,10 @@ def _linux(p: str, linux: Linux) -> None:
             raise SpecError(_key(f"{p}.sysctl", key), "sysctl key must not be empty")
         if "\0" in key or any(part in ("", ".", "..") for part in key.split("/")):
             raise SpecError(_key(f"{p}.sysctl", key), f"invalid sysctl key {_q(key)}")
+        needs = sysctl_namespace(key)
+        if needs is None or needs not in {ns.type for ns in linux.namespaces}:
+            raise SpecError(_key(f"{p}.sysctl", key), f"sysctl {_q(key)} is not in a separate kernel namespace"
+                            + (f" (needs a {needs} namespace)" if needs else ""))
     if linux.seccomp is not None:
         _seccomp(f"{p}.seccomp", linux.seccomp)
     if linux.rootfs_propagation and linux.rootfs_propagation not in ROOTFS_PROPAGATIONS:
@@ -396,6 +400,27 @@ def _namespace_kind(path: str) -> str | None:
         if flag == clone_flag:
             return NAMESPACE_TYPES[ns_type]
     return None
+
+
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace type a sysctl belongs to (runc's list), or None for a host-wide one."""
+    k = key.replace("/", ".")
+    if k in _IPC_SYSCTLS or k.startswith("fs.mqueue."):
+        return "ipc"
+    if k.startswith("net."):
+        return "network"
+    if k in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
+def validate_resources(res: Resources, path: str = "$.linux.resources") -> None:
+    """The checks of linux.resources alone (for `update --resources`)."""
+    _resources(path, res)
 
 
 def _resources(p: str, res: Resources) -> None:

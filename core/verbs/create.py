@@ -36,10 +36,10 @@ def do_create(g, opts, cid: str):
         mgr.pm.hook.rt_check_spec(spec=spec, plugin=info.name)
     except ValueError as e:  # SpecError
         raise RtError(str(e))
-    rootfs = spec.root.path if spec.root else ""
-    if rootfs and not os.path.isabs(rootfs):
-        rootfs = os.path.join(bundle, rootfs)
-    if rootfs and not os.path.isdir(rootfs):
+    if spec.root is None or not spec.root.path:
+        raise RtError("config.json: $.root.path: a root filesystem is required")
+    rootfs = os.path.join(bundle, spec.root.path)  # an absolute root.path stays as it is
+    if not os.path.isdir(rootfs):
         raise RtError(f"rootfs ({rootfs}) does not exist")
     c = st.create(cid, {
         "bundle": bundle, "rootfs": rootfs, "created": rfc3339_now(),
@@ -56,12 +56,13 @@ def do_create(g, opts, cid: str):
         req = CreateRequest(id=cid, bundle=bundle, spec=spec, config=config, state_dir=c.dir, fifo=fifo,
                             pid_file=opts.pid_file, console_socket=opts.console_socket,
                             no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds or 0, warn=log.warning,
-                            hooks=RuntimeHooks(hooks, c.record, cid))
+                            hooks=RuntimeHooks(hooks, c.record, cid), rootfs=rootfs,
+                            save_extra=lambda **kw: (c.extra.update(kw), c.save()))
         created = backend.create(req)
         info_t = proc_start_time(created.pid)
         if info_t is None:
             raise RtError("container init exited during create")
-        c.record.update(pid=created.pid, start_time=info_t[0], extra=created.extra, creating=False)
+        c.record.update(pid=created.pid, start_time=info_t[0], extra=dict(c.extra, **created.extra), creating=False)
         c.save()
         if opts.pid_file:
             atomic_write(os.path.abspath(opts.pid_file), str(created.pid).encode(), 0o644)

@@ -27,11 +27,15 @@ def read_resources(opts) -> dict:
         if not isinstance(res, dict):
             raise RtError("update: resources must be a JSON object (linux.resources)")
         import msgspec
+        from rt.spec import SpecError
         from rt.spec.config import Resources
+        from rt.spec.validate import validate_resources
         try:
-            msgspec.convert(res, Resources)
+            validate_resources(msgspec.convert(res, Resources), "$")
         except msgspec.ValidationError as e:
             raise RtError(f"update: resources: {e}")
+        except SpecError as e:
+            raise RtError(f"update: resources: {e.path}: {e.reason}")
     mem, cpu = res.setdefault("memory", {}) or {}, res.setdefault("cpu", {}) or {}
     if opts.memory:
         mem["limit"] = _int(opts.memory, "--memory")

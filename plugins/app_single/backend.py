@@ -9,23 +9,30 @@ class AppBackend(api.Backend):
     name = "app_single"
 
     def _cgroup(self, c):
-        return api.Cgroup(c.extra["cgroup"])
+        path = c.extra.get("cgroup")
+        if path is None:
+            raise api.RtError(f"container {c.id} has no cgroup (create did not get that far)")
+        return api.Cgroup(path)
 
     def create(self, req: api.CreateRequest) -> api.Created:
         linux = req.spec.linux
-        path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", req.id)
-        cg = api.Cgroup(path)
-        cg.create()
         try:
+            path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", req.id)
+        except ValueError as e:
+            raise api.RtError(f"config.json: $.linux.cgroupsPath: {e}")
+        cg = api.Cgroup(path)
+        req.save_extra(cgroup=path)
+        try:
+            cg.create()
             for msg in self._apply(cg, req.config.get("linux", {}).get("resources")):
                 req.warn(msg)
             for msg in cg.apply_devices(api.device_rules(req.spec)):
                 req.warn(msg)
-            rootfs = req.spec.root.path
-            if not os.path.isabs(rootfs):
-                rootfs = os.path.join(req.bundle, rootfs)
-            plan = api.build_plan(req.spec, rootfs=rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=cg, no_pivot=req.no_pivot,
-                                  preserve_fds=req.preserve_fds, warn=req.warn)
+            plan = api.build_plan(req.spec, rootfs=req.rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=cg,
+                                  no_pivot=req.no_pivot, preserve_fds=req.preserve_fds, warn=req.warn,
+                                  state_template={"ociVersion": "1.2.0", "id": req.id, "status": "creating",
+                                                  "pid": "__PID__", "bundle": req.bundle,
+                                                  "annotations": req.spec.annotations or {}})
             console = api.connect_console(req.console_socket, req.spec.process.terminal)
             if console is not None:
                 plan.update(console_fd=console, console_size=api.console_size(req.spec.process))
@@ -42,19 +49,13 @@ class AppBackend(api.Backend):
 
     def kill(self, c, sig: int, all: bool = False) -> None:
         if all:
-            cg = self._cgroup(c)
-            if sig == SIGKILL:
-                cg.kill_all(sig)
-            else:
-                for pid in cg.procs():
-                    try:
-                        os.kill(pid, sig)
-                    except ProcessLookupError:
-                        pass
+            self._cgroup(c).kill_all(sig)
             return
         os.kill(c.pid, sig)
 
     def delete(self, c) -> None:
+        if c.extra.get("cgroup") is None:
+            return
         cg = self._cgroup(c)
         if cg.exists():
             cg.kill_all()
@@ -81,7 +82,7 @@ class AppBackend(api.Backend):
             raise api.RtError(str(e))
 
     def exec(self, c, req: dict) -> int:
-        plan = api.build_exec_plan(c.pid, req["process"], seccomp=req.get("seccomp"),
+        plan = api.build_exec_plan(c.pid, req["process"], rootfs=c.record.get("rootfs"), seccomp=req.get("seccomp"),
                                    preserve_fds=req["preserve_fds"], warn=req["warn"])
         cg = self._cgroup(c)
         proc = req["process"]

@@ -270,3 +270,47 @@ def test_idmapped_mount(runtime, make_bundle, tmp_path, no_leaks):
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "0:0"
     assert os.stat(src / "owned").st_uid == 1000  # nothing changed on disk
+
+
+def test_dev_symlink_in_rootfs_cannot_reach_the_host(runtime, tmp_path, no_leaks):
+    """A rootfs whose /dev links to a host path: /dev and its links land inside the rootfs."""
+    rootfs = tmp_path / "rootfs"
+    subprocess.run([os.path.join(REPO, "scripts", "mkrootfs-busybox"), str(rootfs)], check=True)
+    victim = tmp_path / "host-dev"
+    victim.mkdir()
+    os.rmdir(rootfs / "dev")
+    os.symlink(str(victim), rootfs / "dev")
+    cfg = base_config(str(rootfs), ["sh", "-c", "ls /dev/null /dev/fd >/dev/null && echo ok"])
+    cfg["root"]["readonly"] = False
+    cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/tmp"]  # it would cover the link's target
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    p = runtime("run", "--bundle", str(bundle), "devlink")
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+    assert os.listdir(victim) == []
+
+
+def test_update_cannot_write_outside_the_cgroup(runtime, make_bundle, tmp_path, no_leaks):
+    runtime.create("upx", make_bundle(["sleep", "100"]), check=True)
+    f = tmp_path / "res.json"
+    for key in ("../../../../tmp/rt-escape", "/proc/sysrq-trigger"):
+        f.write_text(json.dumps({"unified": {key: "1"}}))
+        p = runtime("update", "--resources", str(f), "upx")
+        assert p.returncode != 0 and "unified" in p.stderr
+    assert not os.path.exists("/tmp/rt-escape")
+    runtime("delete", "--force", "upx", check=True)
+
+
+def test_cgroups_path_cannot_escape(runtime, make_bundle, no_leaks):
+    def edit(c):
+        c["linux"]["cgroupsPath"] = "/../../../tmp/rt-cg-escape"
+    runtime.create("cgx", make_bundle(["sleep", "100"], edit=edit), check=True)
+    assert not os.path.exists("/tmp/rt-cg-escape")
+    from rt.core.cgroups import Cgroup
+    cg = Cgroup("/tmp/rt-cg-escape")
+    assert cg.exists() and runtime.state("cgx")["pid"] in cg.procs()
+    runtime("delete", "--force", "cgx", check=True)
+    for d in sorted(set(Cgroup("/tmp").dirs().values()), key=len, reverse=True):
+        if os.path.isdir(d):
+            os.rmdir(d)

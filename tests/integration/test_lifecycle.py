@@ -509,3 +509,13 @@ def test_recursive_readonly_mount(runtime, make_bundle, tmp_path, no_leaks):
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["ro", "ro"]
     assert not (inner / "x").exists()
+
+
+def test_host_wide_sysctl_is_refused(runtime, make_bundle, no_leaks):
+    def edit(c):
+        c["linux"]["sysctl"] = {"kernel.core_pattern": "|/tmp/evil"}
+    before = open("/proc/sys/kernel/core_pattern").read()
+    p = runtime.create("sysx", make_bundle(["true"], edit=edit))
+    assert p.returncode != 0
+    assert open("/proc/sys/kernel/core_pattern").read() == before
+    assert runtime("list", "-q").stdout.split() == []

@@ -247,7 +247,12 @@ def test_hostname_only_with_uts_namespace():
     assert make()["hostname"] == "rt-test"
     def no_uts(cfg):
         cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "uts"]
-    assert make(no_uts)["hostname"] is None
+    with pytest.raises(RtError, match="needs a private UTS namespace"):  # as runc
+        make(no_uts)
+    def no_uts_no_hostname(cfg):
+        no_uts(cfg)
+        del cfg["hostname"]
+    assert make(no_uts_no_hostname)["hostname"] is None
     def domain(cfg):
         cfg["domainname"] = "example.org"
     assert make(domain)["domainname"] == "example.org"
@@ -256,6 +261,7 @@ def test_hostname_only_with_uts_namespace():
 
 def test_joins_and_unshares():
     def edit(cfg):
+        cfg.pop("hostname", None)
         cfg["linux"]["namespaces"] = [{"type": "pid"}, {"type": "network", "path": "/proc/self/ns/net"},
                                       {"type": "ipc", "path": "/proc/self/ns/ipc"}, {"type": "mount"}]
     p = make(edit)
@@ -267,6 +273,7 @@ def test_joins_and_unshares():
 
 def test_no_mount_namespace():
     def edit(cfg):
+        cfg.pop("hostname", None)
         cfg["linux"]["namespaces"] = [{"type": "pid"}]
     p = make(edit)
     assert p["unshare"] == ["pid"] and p["unshare_mount"] is False and p["loopback"] is False
@@ -274,6 +281,7 @@ def test_no_mount_namespace():
 
 def test_user_namespace_is_joined_first():
     def edit(cfg):
+        cfg.pop("hostname", None)
         cfg["linux"]["namespaces"] = [{"type": "network", "path": "/proc/self/ns/net"},
                                       {"type": "user", "path": "/proc/self/ns/user"}]
     assert make(edit)["join"] == [("user", "/proc/self/ns/user"), ("network", "/proc/self/ns/net")]
