@@ -151,16 +151,16 @@ def do_mounts(plan, rootfs):
             is_bind = m["bind"]
             is_dir = True
             if is_bind:
-                try:
-                    is_dir = os.path.isdir(src)
-                    os.stat(src)
+                try:  # an idmapped tree was opened as host root: ask it, not the path
+                    st = os.fstat(m["tree_fd"]) if m.get("tree_fd") is not None else os.stat(src)
+                    is_dir = st.st_mode & 0o170000 == 0o040000
                 except OSError as e:
                     raise Fail(f"mount {src} to {dst}: {e.strerror}")
             tfd = make_target(rootfd, dst, is_dir)
             try:
                 # An O_PATH fd names the mount point under a new mount: reopen to reach the new one.
-                if is_bind and m.get("userns_fd") is not None:
-                    idmapped_bind(src, tfd, m["userns_fd"], m["recursive"])
+                if is_bind and m.get("tree_fd") is not None:
+                    attach_tree(m["tree_fd"], tfd, src)
                     tfd = reopen(rootfd, dst, tfd)
                     if m["flags"] & ~(MS["bind"] | MS["rec"]):
                         mount(None, fdpath(tfd), None, m["flags"] | kept_flags(fdpath(tfd)) | MS["bind"] | MS["remount"])
@@ -218,12 +218,20 @@ def set_mount_attr(fd, aset, aclr=0, userns_fd=0, recursive=True):
                        ctypes.byref(attr), ctypes.sizeof(attr)), "mount_setattr")
 
 
-def idmapped_bind(src, target_fd, userns_fd, recursive):
-    """open_tree(CLONE) + mount_setattr(IDMAP) + move_mount onto the target."""
+def idmapped_tree(src, userns_fd, recursive):
+    """A detached, idmapped copy of `src` (open_tree CLONE + mount_setattr IDMAP).
+
+    Made while we are still host root: setting the idmap needs CAP_SYS_ADMIN over the
+    source's superblock, which a process in the container's user namespace lacks.
+    """
     tree = check(libc.syscall(SYS_OPEN_TREE, AT_FDCWD, b(src),
                               OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)), f"open_tree {src}")
+    set_mount_attr(tree, MOUNT_ATTR_IDMAP, userns_fd=userns_fd, recursive=recursive)
+    return tree
+
+
+def attach_tree(tree, target_fd, src):
     try:
-        set_mount_attr(tree, MOUNT_ATTR_IDMAP, userns_fd=userns_fd, recursive=recursive)
         check(libc.syscall(SYS_MOVE_MOUNT, tree, b"", target_fd, b"",
                            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), f"move_mount {src}")
     finally:
@@ -682,7 +690,9 @@ def main():
         listener = connect_listener(sc["listener"]) if sc and sc["listener"] else None
         for m in plan["mounts"]:
             if m.get("idmap"):
-                m["userns_fd"] = userns_fd_for(m["idmap"])
+                userns = userns_fd_for(m["idmap"])
+                m["tree_fd"] = idmapped_tree(m["source"], userns, m["recursive"])
+                os.close(userns)
         enter_namespaces(plan, rfd, wfd)
         if not plan.get("hook_sync"):
             os.close(rfd)

@@ -314,3 +314,24 @@ def test_cgroups_path_cannot_escape(runtime, make_bundle, no_leaks):
     for d in sorted(set(Cgroup("/tmp").dirs().values()), key=len, reverse=True):
         if os.path.isdir(d):
             os.rmdir(d)
+
+
+def test_idmapped_mount_in_a_user_namespace(runtime, make_bundle, tmp_path, no_leaks):
+    """The main use: host files owned by 0 appear as the container's root (host 100000)."""
+    # the mount point must exist: container root (host 100000) cannot mkdir in a root-owned rootfs
+    src = tmp_path / "shared"
+    src.mkdir()
+    (src / "f").write_text("x")
+
+    def edit(c):
+        c["linux"]["namespaces"].append({"type": "user"})
+        c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        c["mounts"].append({"destination": "/root", "type": "bind", "source": str(src), "options": ["bind", "idmap"],
+                            "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                            "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]})
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", "stat -c %u:%g /root/f; echo y >> /root/f && echo wrote"],
+                                                 edit=edit), "idmu")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0:0", "wrote"]
+    assert os.stat(src / "f").st_uid == 0 and (src / "f").read_text() == "xy\n"
