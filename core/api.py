@@ -8,7 +8,7 @@ from .errors import NotFound, NotSupported, RtError
 
 __all__ = ["Backend", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "launch_shim", "release_barrier",
-           "make_barrier", "ShimFailed", "connect_console", "console_size"]
+           "ShimFailed", "connect_console", "console_size"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -23,7 +23,6 @@ _LAZY = {
     "release_barrier": (".barrier", "release"),
     "connect_console": (".console", "connect"),
     "console_size": (".console", "size_of"),
-    "make_barrier": (".barrier", "make"),
 }
 
 

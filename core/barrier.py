@@ -31,6 +31,3 @@ def release(fifo: str, timeout: float = 10.0) -> None:
         except FileNotFoundError:
             pass
 
-
-def make(fifo: str) -> None:
-    os.mkfifo(fifo, 0o600)

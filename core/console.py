@@ -5,15 +5,14 @@ import socket
 from .errors import RtError
 
 
-def connect(path: str | None, terminal: bool, detached: bool = True) -> int | None:
+def connect(path: str | None, terminal: bool) -> int | None:
     """A connected fd for the shim to send the pty master through, or None without a terminal."""
     if not terminal:
         if path:
             raise RtError("--console-socket is only valid with process.terminal (or exec --tty)")
         return None
     if not path:
-        raise RtError("cannot allocate tty if rt will detach without setting console socket"
-                      if detached else "process.terminal needs --console-socket")
+        raise RtError("cannot allocate tty if rt will detach without setting console socket")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(path)

@@ -9,10 +9,6 @@ import subprocess
 from . import jsonio, log
 from .errors import RtError
 
-RUNTIME_STAGES = ("prestart", "createRuntime", "poststart", "poststop")
-CONTAINER_STAGES = ("createContainer", "startContainer")
-
-
 def hooks_of(spec) -> dict[str, list[dict]]:
     """spec.hooks as {stage: [{"path", "args", "env", "timeout"}]}, empty stages left out."""
     h = spec.hooks
@@ -60,10 +56,6 @@ class RuntimeHooks:
 
     def __init__(self, hooks: dict, record: dict, cid: str):
         self.hooks, self.record, self.id = hooks, record, cid
-
-    @property
-    def needs_sync(self) -> bool:
-        return any(s in self.hooks for s in ("prestart", "createRuntime", "createContainer"))
 
     def create_runtime(self, pid: int) -> str:
         state = state_json(self.record, self.id, "creating", pid)

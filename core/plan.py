@@ -7,23 +7,10 @@ import os
 
 from .errors import RtError
 
-# Linux capability numbers, in order (CAP_CHOWN = 0 ...).
-CAP_NAMES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
-    "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
-    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-]
-RLIMIT_NUMBERS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
-}
+from rt.spec.validate import CAPABILITIES, RLIMITS as RLIMIT_NUMBERS
+
+# Linux capability names by number (CAP_CHOWN = 0 ...), from the spec's table.
+CAP_NAMES = sorted(CAPABILITIES, key=CAPABILITIES.get)
 # mount(2) flags: option -> (set?, flag)
 _FLAGS = {
     "ro": (True, 1), "rw": (False, 1), "nosuid": (True, 2), "suid": (False, 2), "nodev": (True, 4),
@@ -163,6 +150,24 @@ def cgroup_mount_binds(cgroup) -> list[tuple[str, str]]:
     return binds
 
 
+def id_maps(uids, gids) -> dict[str, str]:
+    """OCI id mappings as /proc/<pid>/uid_map and gid_map text."""
+    def text(ms):
+        return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in ms)
+    return {"uid_map": text(uids), "gid_map": text(gids)}
+
+
+def process_plan(proc, warn) -> dict:
+    """The part of a plan that describes the process itself (create and exec)."""
+    user = proc.user
+    env = list(proc.env)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append("HOME=/root" if user.uid == 0 else "HOME=/")
+    return {"args": list(proc.args), "env": env, "cwd": proc.cwd or "/", "uid": user.uid, "gid": user.gid,
+            "groups": list(user.additional_gids), "umask": user.umask if user.umask is not None else 0o022,
+            "no_new_privs": proc.no_new_privileges, "caps": capability_plan(proc.capabilities, warn)}
+
+
 def listener_state(spec, seccomp: dict, state: dict | None) -> str:
     """The runtime-spec containerProcessState sent with a seccomp notify fd (pid filled in by the stub)."""
     if not seccomp.get("listener"):
@@ -188,8 +193,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
     if "user" in unshare:
         if not (linux.uid_mappings and linux.gid_mappings):
             raise RtError("config.json: $.linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
-        userns = {"uid_map": "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in linux.uid_mappings),
-                  "gid_map": "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in linux.gid_mappings)}
+        userns = id_maps(linux.uid_mappings, linux.gid_mappings)
     types = {ns.type for ns in namespaces}
     if proc.apparmor_profile:
         raise RtError("config.json: $.process.apparmorProfile: AppArmor is not enabled on this host")
@@ -208,8 +212,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
                 m.gid_mappings or (linux.gid_mappings if linux else [])
             if not uids or not gids:
                 raise RtError(f"config.json: $.mounts[{i}].uidMappings: an idmapped mount needs uid and gid mappings")
-            idmap = {"uid_map": "".join(f"{x.container_id} {x.host_id} {x.size}\n" for x in uids),
-                     "gid_map": "".join(f"{x.container_id} {x.host_id} {x.size}\n" for x in gids)}
+            idmap = id_maps(uids, gids)
         src = m.source
         if bind and not os.path.isabs(src):
             src = os.path.join(bundle or os.path.dirname(rootfs), src)  # relative to the bundle
@@ -256,10 +259,6 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         from .seccomp import compile_filter
         seccomp = compile_filter(linux.seccomp, warn)
         seccomp["listener_state"] = listener_state(spec, seccomp, state_template)
-    user = proc.user
-    env = list(proc.env)
-    if not any(e.startswith("HOME=") for e in env):
-        env.append("HOME=/root" if user.uid == 0 else "HOME=/")
     return {
         "join": join, "unshare": unshare, "rootfs": rootfs, "userns": userns,
         "unshare_mount": "mount" in unshare,
@@ -279,13 +278,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "fifo": fifo, "preserve_fds": preserve_fds, "last_cap": last_cap, "seccomp": seccomp,
         "hooks": {k: v for k, v in hooks.items() if k in ("createContainer", "startContainer")},
         "hook_sync": any(k in hooks for k in ("prestart", "createRuntime", "createContainer")),
-        "process": {
-            "args": list(proc.args), "env": env, "cwd": proc.cwd or "/",
-            "uid": user.uid, "gid": user.gid, "groups": list(user.additional_gids),
-            "umask": user.umask if user.umask is not None else 0o022,
-            "no_new_privs": proc.no_new_privileges,
-            "caps": capability_plan(proc.capabilities, warn),
-        },
+        "process": process_plan(proc, warn),
     }
 
 
@@ -326,8 +319,6 @@ def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp
     if not proc.args:
         raise RtError("exec: args must not be empty")
     _, last_cap = host_capabilities()
-    user = proc.user
-    env = list(proc.env)
     join = namespaces_of(target_pid)
     # a container without its own mount namespace was chrooted: so is its exec
     root = None if any(kind == "mount" for kind, _ in join) else rootfs
@@ -339,11 +330,5 @@ def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp
         "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
         "oom_score_adj": None, "fifo": None, "preserve_fds": preserve_fds, "last_cap": last_cap,
         "seccomp": _exec_seccomp(seccomp, warn),
-        "process": {
-            "args": list(proc.args), "env": env, "cwd": proc.cwd or "/",
-            "uid": user.uid, "gid": user.gid, "groups": list(user.additional_gids),
-            "umask": user.umask if user.umask is not None else 0o022,
-            "no_new_privs": proc.no_new_privileges,
-            "caps": capability_plan(proc.capabilities, warn),
-        },
+        "process": process_plan(proc, warn),
     }

@@ -1,4 +1,4 @@
-"""The foreground terminal of `rt run` / `rt exec -t` without --console-socket, on trio.
+"""The foreground terminal of `rt run` and `rt exec -t` without --console-socket, on trio.
 
 rt receives the pty master through its own console socket, then one trio task copies
 stdin to the master, one copies the master to stdout, one forwards signals (SIGWINCH
@@ -18,12 +18,14 @@ FORWARDED = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SI
 
 
 class ConsoleListener:
-    """A private --console-socket in the container's state directory."""
+    """A private --console-socket, in a fresh directory of its own."""
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="rt-console-")
+        self.path = os.path.join(self.dir, "sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
+        self.sock.bind(self.path)
         self.sock.listen(1)
 
     def receive(self, timeout: float = 30.0) -> int:
@@ -43,7 +45,8 @@ class ConsoleListener:
         self.sock.close()
         try:
             os.unlink(self.path)
-        except FileNotFoundError:
+            os.rmdir(self.dir)
+        except OSError:
             pass
 
 

@@ -59,11 +59,7 @@ class Error(Message, tag="error"):
     kind: str = "error"
 
 
-class Exited(Message, tag="exited"):
-    status: int
-
-
-AnyMessage = Hello | Run | Child | Ready | IdMap | Hooks | Resume | Error | Exited
+AnyMessage = Hello | Run | Child | Ready | IdMap | Hooks | Resume | Error
 
 
 class ProtocolError(Exception):

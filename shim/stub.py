@@ -462,7 +462,7 @@ def connect_listener(path):
 TIOCSPTLCK, TIOCGPTN, TIOCSCTTY, TIOCSWINSZ = 0x40045431, 0x80045430, 0x540E, 0x5414
 
 
-def setup_terminal(console_fd, size):
+def setup_terminal(console_fd, size, console_bind=False):
     """A pty from the container's own devpts: master to the console socket, slave as stdio."""
     import _socket
     import fcntl
@@ -470,6 +470,12 @@ def setup_terminal(console_fd, size):
     fcntl.ioctl(master, TIOCSPTLCK, (0).to_bytes(4, sys.byteorder))
     n = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, bytes(4)), sys.byteorder)
     slave = os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NOCTTY)
+    if console_bind:  # runc: the container's /dev/console is its terminal
+        try:
+            os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        except FileExistsError:
+            pass
+        mount(f"/dev/pts/{n}", "/dev/console", None, MS["bind"])
     if size:
         rows, cols = size
         fcntl.ioctl(slave, TIOCSWINSZ, rows.to_bytes(2, sys.byteorder) + cols.to_bytes(2, sys.byteorder) + bytes(4))
@@ -536,14 +542,14 @@ def mark_cloexec(first):
 def find_exec(name, env):
     if "/" in name:
         if not os.path.exists(name):
-            raise Fail(f'exec: "{name}": stat {name}: no such file or directory', "not_found")
+            raise Fail(f'exec: "{name}": stat {name}: no such file or directory')
         return name
     path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
     for d in path.split(":"):
         cand = os.path.join(d or ".", name)
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
-    raise Fail(f'exec: "{name}": executable file not found in $PATH', "not_found")
+    raise Fail(f'exec: "{name}": executable file not found in $PATH')
 
 
 def set_user(p):
@@ -607,7 +613,7 @@ def container_init(plan, wfd, rfd, fifo, listener):
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(plan["oom_score_adj"]))
     if plan.get("console_fd") is not None:
-        setup_terminal(plan["console_fd"], plan.get("console_size"))
+        setup_terminal(plan["console_fd"], plan.get("console_size"), bool(mnt))
     exe = find_exec(p["args"][0], p["env"])
     try:
         os.chdir(p["cwd"])

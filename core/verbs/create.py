@@ -11,12 +11,17 @@ from . import store
 
 def load_spec(bundle: str):
     import msgspec
-    from rt.spec import SpecError, load_bundle
+    from rt.spec import SpecError, load_config
     try:
-        spec = load_bundle(bundle)
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise RtError(f"config.json: $: cannot read config.json: {e.strerror}")
+    try:
+        spec = load_config(raw)
     except SpecError as e:
         raise RtError(str(e))
-    return spec, msgspec.to_builtins(spec)
+    return spec, msgspec.to_builtins(spec), raw
 
 
 def do_create(g, opts, cid: str):
@@ -29,7 +34,7 @@ def do_create(g, opts, cid: str):
     bundle = os.path.abspath(opts.bundle or ".")
     if not os.path.isdir(bundle):
         raise RtError(f"bundle {bundle}: no such directory")
-    spec, config = load_spec(bundle)
+    spec, config, raw = load_spec(bundle)
     mgr = Manager().load()
     info = mgr.select(g.plugin, spec.annotations)
     try:
@@ -49,6 +54,7 @@ def do_create(g, opts, cid: str):
     try:
         fifo = os.path.join(c.dir, FIFO)
         os.mkfifo(fifo, 0o600)
+        atomic_write(os.path.join(c.dir, "config.json"), raw)  # what exec and update work from
         backend = load_target(info.target, info.plugin)()
         from ..hooks import RuntimeHooks, hooks_of
         hooks = hooks_of(spec)

@@ -9,9 +9,16 @@ from . import backend_of, store
 def load_process(opts, pos, c):
     """The process to run: --process FILE, or the container's own process with CLI overrides."""
     import msgspec
-    from rt.spec import SpecError, load_bundle
-    from rt.spec.config import Process
-    try:
+    from rt.spec import SpecError, load_bundle, load_config
+    from rt.spec.config import Capabilities, Process
+    if opts.apparmor:
+        raise RtError("exec: --apparmor: AppArmor is not enabled on this host")
+    if opts.process_label:
+        raise RtError("exec: --process-label: SELinux is not enabled on this host")
+    try:  # the config as it was at create (runc keeps it in its state too), not today's bundle
+        with open(os.path.join(c.dir, "config.json"), "rb") as f:
+            spec = load_config(f.read())
+    except FileNotFoundError:
         spec = load_bundle(c.record["bundle"])
     except SpecError as e:
         raise RtError(str(e))
@@ -40,6 +47,22 @@ def load_process(opts, pos, c):
             raise RtError(f"exec: --user must be uid[:gid], got {opts.user!r}")
     if opts.no_new_privs:
         changes["no_new_privileges"] = True
+    if opts.additional_gids:
+        try:
+            gids = [int(g) for g in opts.additional_gids]
+        except ValueError:
+            raise RtError("exec: --additional-gids takes numbers")
+        changes["user"] = msgspec.structs.replace(changes.get("user", proc.user),
+                                                  additional_gids=list(proc.user.additional_gids) + gids)
+    if opts.cap:
+        from ..plan import CAP_NAMES
+        bad = [x for x in opts.cap if x not in CAP_NAMES]
+        if bad:
+            raise RtError(f"exec: unknown capability {bad[0]!r}")
+        old = proc.capabilities or Capabilities()
+        changes["capabilities"] = Capabilities(**{
+            k: sorted(set(getattr(old, k)) | set(opts.cap))
+            for k in ("bounding", "effective", "inheritable", "permitted", "ambient")})
     if opts.tty:
         changes["terminal"] = True
     proc = msgspec.structs.replace(proc, **changes) if changes else proc
@@ -56,16 +79,28 @@ def run(g, opts, pos):
         status.check("exec", s, cid)
     proc, seccomp = load_process(opts, pos, c)
     be = backend_of(c)
+    listener = None
     if not opts.detach:
         from .run import _subreaper
         _subreaper()
-    pid = be.exec(c, {"process": proc, "seccomp": seccomp, "preserve_fds": opts.preserve_fds or 0,
-                      "console_socket": opts.console_socket,
-                      "warn": log.warning})
+        if proc.terminal and not opts.console_socket:  # a foreground terminal: relay it ourselves
+            from ..relay import ConsoleListener
+            listener = ConsoleListener()
+            opts["console_socket"] = listener.path
+    try:
+        pid = be.exec(c, {"process": proc, "seccomp": seccomp, "preserve_fds": opts.preserve_fds or 0,
+                          "console_socket": opts.console_socket, "warn": log.warning})
+        master = listener.receive() if listener else None
+    finally:
+        if listener:
+            listener.close()
     if opts.pid_file:
         from ..store import atomic_write
         atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
     if opts.detach:
         return 0
+    if master is not None:
+        from ..relay import relay
+        return relay(master, pid)
     from .run import wait_exit
     return wait_exit(pid)

@@ -18,7 +18,7 @@ def run(g, opts, pos):
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": sorted(set(_FLAGS) | set(_PROPAGATION) | set(_RATTR) | {"idmap", "ridmap"}),
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts", "user"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": CAP_NAMES,
             "cgroup": {"v1": layout.mode != "v2", "v2": layout.unified is not None, "systemd": False,
                        "systemdUser": False, "rdma": False},

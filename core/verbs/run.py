@@ -43,24 +43,26 @@ def run(g, opts, pos):
     listener = None
     if not opts.detach and not opts.console_socket and _wants_terminal(opts):
         # runc's foreground terminal: our own console socket, then relay the pty
-        import tempfile
         from ..relay import ConsoleListener
-        listener = ConsoleListener(os.path.join(tempfile.mkdtemp(prefix="rt-console-"), "sock"))
+        listener = ConsoleListener()
         opts["console_socket"] = listener.path
     try:
         c = do_create(g, opts, cid)
     except BaseException:
         if listener:
             listener.close()
-            os.rmdir(os.path.dirname(listener.path))
         raise
     master = None
     if listener:
         try:
             master = listener.receive()
+        except BaseException:
+            from .delete import destroy
+            destroy(c, force=True)
+            c.unlock()
+            raise
         finally:
             listener.close()
-            os.rmdir(os.path.dirname(listener.path))
     try:
         do_start(c)
     except BaseException:

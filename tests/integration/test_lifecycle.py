@@ -305,7 +305,7 @@ def test_terminal_through_console_socket(runtime, make_bundle, tmp_path, no_leak
     def edit(c):
         c["process"]["terminal"] = True
         c["process"]["consoleSize"] = {"height": 33, "width": 101}
-    b = make_bundle(["sh", "-c", "tty; stty size; echo done"], edit=edit)
+    b = make_bundle(["sh", "-c", "tty; stty size; echo done; [ -c /dev/console ] && echo console"], edit=edit)
     cs = ConsoleSocket(tmp_path / "console.sock")
     try:
         assert runtime.create("tty", b, "--console-socket", cs.path).returncode == 0
@@ -313,7 +313,7 @@ def test_terminal_through_console_socket(runtime, make_bundle, tmp_path, no_leak
         runtime("start", "tty", check=True)
         out = read_all(master).decode().replace("\r", "").split("\n")
         os.close(master)
-        assert out[0].startswith("/dev/pts/") and out[1] == "33 101" and out[2] == "done"
+        assert out[0].startswith("/dev/pts/") and out[1] == "33 101" and out[2] == "done" and out[3] == "console"
     finally:
         cs.close()
     wait_status(runtime, "tty", "stopped")
@@ -519,3 +519,25 @@ def test_host_wide_sysctl_is_refused(runtime, make_bundle, no_leaks):
     assert p.returncode != 0
     assert open("/proc/sys/kernel/core_pattern").read() == before
     assert runtime("list", "-q").stdout.split() == []
+
+
+def test_exec_foreground_terminal(runtime, make_bundle, tmp_path, no_leaks):
+    runtime.create("eft", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "eft", check=True)
+    log = tmp_path / "typescript"
+    cmd = f"{runtime.path} --root {runtime.root} exec -t eft sh -c 'tty; read l; echo got:$l; exit 3'; echo rc=$?"
+    subprocess.run(["script", "-qec", cmd, str(log)], input="hey\n", capture_output=True, text=True, timeout=60)
+    out = log.read_text().replace("\r", "")
+    assert "/dev/pts/" in out and "got:hey" in out and "rc=3" in out, out
+    runtime("delete", "--force", "eft", check=True)
+
+
+def test_exec_caps_and_gids(runtime, make_bundle, no_leaks):
+    runtime.create("ecg", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "ecg", check=True)
+    p = runtime("exec", "--cap", "CAP_SYS_PTRACE", "--additional-gids", "42", "ecg", "sh", "-c",
+                "grep CapEff /proc/self/status; id -G")
+    assert p.returncode == 0, p.stderr
+    eff = int(p.stdout.split()[1], 16)
+    assert eff & (1 << 19) and "42" in p.stdout.split()[2:]
+    runtime("delete", "--force", "ecg", check=True)

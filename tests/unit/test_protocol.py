@@ -9,7 +9,7 @@ import time
 import pytest
 
 from rt.shim import protocol as proto
-from rt.shim.protocol import (Channel, Child, Error, Exited, Hello, ProtocolError, Ready, Run, ShimFailed,
+from rt.shim.protocol import (Channel, Child, Error, IdMap, Hello, ProtocolError, Ready, Run, ShimFailed,
                               UnexpectedMessage, decode, encode)
 
 STUB_PATH = os.path.join(os.path.dirname(proto.__file__), "stub.py")
@@ -22,7 +22,7 @@ MESSAGES = [
     Ready(pid=4321),
     Error(reason="mount /proc: Permission denied", kind="errno:13"),
     Error(reason="plain"),
-    Exited(status=137),
+    IdMap(pid=137),
 ]
 
 
@@ -123,10 +123,10 @@ def test_channel_send_recv_sequence():
 
 def test_several_frames_in_one_write(pipe):
     ch, fds = pipe
-    os.write(fds["w"], encode(Child(pid=1)) + encode(Ready(pid=1)) + encode(Exited(status=0)))
+    os.write(fds["w"], encode(Child(pid=1)) + encode(Ready(pid=1)) + encode(IdMap(pid=0)))
     assert ch.recv(1) == Child(pid=1)
     assert ch.recv(1) == Ready(pid=1)
-    assert ch.recv(1) == Exited(status=0)
+    assert ch.recv(1) == IdMap(pid=0)
 
 
 def test_frame_split_across_writes(pipe):
@@ -234,14 +234,14 @@ def test_stub_send_core_recv(stub, pipe):
     stub.send(fds["w"], {"type": "child", "pid": 11})
     stub.send(fds["w"], {"type": "ready", "pid": 11})
     stub.send(fds["w"], {"type": "error", "reason": "exec sh: No such file", "kind": "errno:2"})
-    stub.send(fds["w"], {"type": "exited", "status": 3})
+    stub.send(fds["w"], {"type": "idmap", "pid": 3})
     assert ch.expect(Hello, 1) == Hello(version=proto.PROTOCOL_VERSION, pid=os.getpid())
     assert ch.expect(Child, 1) == Child(pid=11)
     assert ch.expect(Ready, 1) == Ready(pid=11)
     with pytest.raises(ShimFailed) as e:
-        ch.expect(Exited, 1)
+        ch.expect(IdMap, 1)
     assert (e.value.reason, e.value.kind) == ("exec sh: No such file", "errno:2")
-    assert ch.recv(1) == Exited(status=3)
+    assert ch.recv(1) == IdMap(pid=3)
 
 
 def test_core_send_stub_recv(stub):
@@ -251,13 +251,13 @@ def test_core_send_stub_recv(stub):
         plan = {"join": [("network", "/proc/1/ns/net")], "unshare": ["pid"], "fifo": None, "devices": [],
                 "process": {"args": ["true"], "uid": 0, "caps": {"bounding": [0, 5]}}}
         ch.send(Run(plan=plan))
-        ch.send(Exited(status=0))
+        ch.send(IdMap(pid=0))
         got = stub.recv(r)
         assert got["type"] == "run"
         # the same data (a tuple may arrive as a tuple or a list: the stub only indexes it)
         assert json.loads(json.dumps(got["plan"])) == json.loads(json.dumps(plan))
         assert list(got["plan"]["join"][0]) == ["network", "/proc/1/ns/net"]
-        assert stub.recv(r) == {"type": "exited", "status": 0}
+        assert stub.recv(r) == {"type": "idmap", "pid": 0}
         os.close(w)
         ch.wfd = None
         assert stub.recv(r) is None  # EOF
