@@ -1,6 +1,5 @@
 """The --console-socket side of process.terminal (runc's protocol, as conmon and containerd use it)."""
 import os
-import socket
 
 from .errors import RtError
 
@@ -13,6 +12,7 @@ def connect(path: str | None, terminal: bool) -> int | None:
         return None
     if not path:
         raise RtError("cannot allocate tty if rt will detach without setting console socket")
+    import socket
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(path)
