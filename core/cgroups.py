@@ -317,6 +317,7 @@ class Cgroup:
         if not res:
             return []
         writes: list[tuple[str, str, object]] = []
+        skipped: list[str] = []
         mem, cpu, pids = res.get("memory") or {}, res.get("cpu") or {}, res.get("pids") or {}
         v2 = self.layout.mode == V2
         if v2:
@@ -365,9 +366,19 @@ class Cgroup:
             if pids.get("limit") is not None:
                 writes.append(("pids", "pids.max", "max" if pids["limit"] <= 0 else pids["limit"]))
         writes += self._io_writes(res.get("blockIO") or {}, v2)
+        for dev, lim in (res.get("rdma") or {}).items():
+            parts = [f"hca_handle={lim['hcaHandles']}"] if lim.get("hcaHandles") is not None else []
+            parts += [f"hca_object={lim['hcaObjects']}"] if lim.get("hcaObjects") is not None else []
+            writes.append(("rdma", "rdma.max", f"{dev} {' '.join(parts)}"))
+        net = res.get("network") or {}
+        if net and v2:
+            skipped.append("linux.resources.network needs the v1 net_cls/net_prio controllers")
+        elif net.get("classID") is not None:
+            writes.append(("net_cls", "net_cls.classid", net["classID"]))
+        for prio in ([] if v2 else net.get("priorities") or []):
+            writes.append(("net_prio", "net_prio.ifpriomap", f"{prio['name']} {prio['priority']}"))
         for h in res.get("hugepageLimits") or []:
             writes.append(("hugetlb", f"hugetlb.{h['pageSize']}.{'max' if v2 else 'limit_in_bytes'}", h["limit"]))
-        skipped = []
         names = [w[1] for w in writes]
         if "memory.memsw.limit_in_bytes" in names and "memory.limit_in_bytes" in names:
             d = self._dir("memory")

@@ -150,6 +150,31 @@ def cgroup_mount_binds(cgroup) -> list[tuple[str, str]]:
     return binds
 
 
+def host_lsms() -> set[str]:
+    """The Linux security modules this host enforces that a spec can ask for."""
+    out = set()
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            if f.read().strip() == "Y":
+                out.add("apparmor")
+    except OSError:
+        pass
+    if os.path.exists("/sys/fs/selinux/enforce"):
+        out.add("selinux")
+    return out
+
+
+def lsm_plan(proc, mount_label: str = "") -> dict:
+    """process.apparmorProfile / selinuxLabel to apply at exec, or a clear error without the LSM."""
+    have = host_lsms() if (proc.apparmor_profile or proc.selinux_label or mount_label) else set()
+    if proc.apparmor_profile and "apparmor" not in have:
+        raise RtError("config.json: $.process.apparmorProfile: AppArmor is not enabled on this host")
+    if (proc.selinux_label or mount_label) and "selinux" not in have:
+        field = "process.selinuxLabel" if proc.selinux_label else "linux.mountLabel"
+        raise RtError(f"config.json: $.{field}: SELinux is not enabled on this host")
+    return {"apparmor": proc.apparmor_profile or None, "selinux": proc.selinux_label or None}
+
+
 def id_maps(uids, gids) -> dict[str, str]:
     """OCI id mappings as /proc/<pid>/uid_map and gid_map text."""
     def text(ms):
@@ -195,10 +220,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
             raise RtError("config.json: $.linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
         userns = id_maps(linux.uid_mappings, linux.gid_mappings)
     types = {ns.type for ns in namespaces}
-    if proc.apparmor_profile:
-        raise RtError("config.json: $.process.apparmorProfile: AppArmor is not enabled on this host")
-    if proc.selinux_label or (linux and linux.mount_label):
-        raise RtError("config.json: $.process.selinuxLabel: SELinux is not enabled on this host")
+    lsm = lsm_plan(proc, linux.mount_label if linux else "")
 
     mounts, dev_is_tmpfs, has_pts = [], False, False
     for i, m in enumerate(spec.mounts):
@@ -229,6 +251,8 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         if m.destination == "/dev" and not bind:
             dev_is_tmpfs = True
         has_pts = has_pts or m.destination == "/dev/pts"
+        if linux and linux.mount_label and not bind and fstype in ("tmpfs", "mqueue", "devpts", "sysfs"):
+            data = ",".join(x for x in (data, f'context="{linux.mount_label}"') if x)
         rset, rclr = recursive_attrs(m.options)
         mounts.append({"source": src, "destination": m.destination, "type": fstype, "bind": bind,
                        "recursive": rec, "flags": flags & ~4096, "propagation": prop, "data": data,
@@ -277,6 +301,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "oom_score_adj": proc.oom_score_adj,
         "fifo": fifo, "preserve_fds": preserve_fds, "last_cap": last_cap, "seccomp": seccomp,
         "hooks": {k: v for k, v in hooks.items() if k in ("createContainer", "startContainer")},
+        "lsm": lsm,
         "hook_sync": any(k in hooks for k in ("prestart", "createRuntime", "createContainer")),
         "process": process_plan(proc, warn),
     }
@@ -329,6 +354,6 @@ def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp
         "domainname": None, "sysctl": [], "loopback": False,
         "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
         "oom_score_adj": None, "fifo": None, "preserve_fds": preserve_fds, "last_cap": last_cap,
-        "seccomp": _exec_seccomp(seccomp, warn),
+        "seccomp": _exec_seccomp(seccomp, warn), "lsm": lsm_plan(proc),
         "process": process_plan(proc, warn),
     }

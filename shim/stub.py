@@ -539,6 +539,26 @@ def mark_cloexec(first):
                 pass
 
 
+def apply_lsm(lsm):
+    """The AppArmor profile / SELinux label the kernel switches to at our execve."""
+    for kind, value, paths in (
+            ("apparmor", lsm.get("apparmor") and "exec " + lsm["apparmor"],
+             ("/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec")),
+            ("selinux", lsm.get("selinux"), ("/proc/thread-self/attr/exec",))):
+        if not value:
+            continue
+        for path in paths:
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+                break
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                os.write(2, f"{kind} {value}: {e.strerror}\n".encode())
+                os._exit(1)
+
+
 def find_exec(name, env):
     if "/" in name:
         if not os.path.exists(name):
@@ -645,6 +665,7 @@ def container_init(plan, wfd, rfd, fifo, listener):
         except Fail as e:
             os.write(2, f"{e}\n".encode())
             os._exit(1)
+    apply_lsm(plan.get("lsm") or {})
     try:
         os.execve(exe, p["args"], dict(e.split("=", 1) for e in p["env"]))
     except OSError as e:

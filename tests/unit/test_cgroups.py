@@ -475,3 +475,19 @@ def test_destroy_removes_group_and_empty_rt_parent(tmp_path):
     cg.destroy()
     assert not os.path.exists(tmp_path / "rt")
     cg.destroy()  # already gone: no error
+
+
+def test_apply_rdma_and_network_v1(tmp_path):
+    layout = Layout(V1, {"rdma": str(tmp_path / "rdma"), "net_cls": str(tmp_path / "nc"),
+                         "net_prio": str(tmp_path / "nc")}, None)
+    cg = Cgroup("/c", layout)
+    for d in cg.dirs().values():
+        os.makedirs(d, exist_ok=True)
+    for f in ("rdma/c/rdma.max", "nc/c/net_cls.classid", "nc/c/net_prio.ifpriomap"):
+        (tmp_path / f).write_text("")
+    skipped = cg.apply({"rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}},
+                        "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]}})
+    assert skipped == []
+    assert (tmp_path / "rdma/c/rdma.max").read_text() == "mlx5_1 hca_handle=3 hca_object=10000"
+    assert (tmp_path / "nc/c/net_cls.classid").read_text() == "1048577"
+    assert (tmp_path / "nc/c/net_prio.ifpriomap").read_text() == "eth0 5"

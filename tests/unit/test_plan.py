@@ -458,3 +458,22 @@ def test_host_capabilities_reads_proc():
     with open("/proc/self/status") as f:
         want = [int(line.split()[1], 16) for line in f if line.startswith("CapBnd:")][0]
     assert bnd == want
+
+
+def test_lsm_labels_need_the_lsm(monkeypatch):
+    def aa(cfg):
+        cfg["process"]["apparmorProfile"] = "rt-default"
+    def se(cfg):
+        cfg["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
+    monkeypatch.setattr(plan, "host_lsms", lambda: set())
+    with pytest.raises(RtError, match="AppArmor is not enabled"):
+        make(aa)
+    with pytest.raises(RtError, match="SELinux is not enabled"):
+        make(se)
+    monkeypatch.setattr(plan, "host_lsms", lambda: {"apparmor", "selinux"})
+    assert make(aa)["lsm"] == {"apparmor": "rt-default", "selinux": None}
+    assert make(se)["lsm"]["selinux"] == "system_u:system_r:container_t:s0"
+    def label(cfg):
+        cfg["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
+    shm = mount_of(make(label), "/dev/shm")
+    assert 'context="system_u:object_r:container_file_t:s0"' in shm["data"]
