@@ -5,7 +5,7 @@ from ..backend import CreateRequest
 from ..cli import need_id
 from ..errors import RtError
 from ..plugins import Manager, load_target
-from ..store import FIFO, atomic_write, proc_start_time, rfc3339_now
+from ..store import FIFO, atomic_write, check_id, proc_start_time, rfc3339_now
 from . import store
 
 
@@ -27,9 +27,8 @@ def load_spec(bundle: str):
 def do_create(g, opts, cid: str):
     """Create a container; returns it locked. Nothing is left behind on failure."""
     st = store(g)
-    from ..store import check_id
     check_id(cid)
-    if os.path.isdir(os.path.join(st.root, cid)):
+    if os.path.isdir(os.path.join(st.root, cid)):  # fail fast, before paying for msgspec and pluggy
         raise RtError(f"container with id exists: {cid}")
     bundle = os.path.abspath(opts.bundle or ".")
     if not os.path.isdir(bundle):
