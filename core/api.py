@@ -8,7 +8,8 @@ from .errors import NotFound, NotSupported, RtError
 
 __all__ = ["Backend", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "launch_shim", "release_barrier",
-           "ShimFailed", "connect_console", "console_size"]
+           "ShimFailed", "connect_console", "console_size", "Ipam", "ensure_bridge", "add_veth", "add_tap",
+           "delete_link", "mac_for", "link_name"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -22,6 +23,13 @@ _LAZY = {
     "ShimFailed": ("rt.shim.protocol", "ShimFailed"),
     "release_barrier": (".barrier", "release"),
     "connect_console": (".console", "connect"),
+    "Ipam": (".net", "Ipam"),
+    "ensure_bridge": (".net", "ensure_bridge"),
+    "add_veth": (".net", "add_veth"),
+    "add_tap": (".net", "add_tap"),
+    "delete_link": (".net", "delete_link"),
+    "mac_for": (".net", "mac_for"),
+    "link_name": (".net", "link_name"),
     "console_size": (".console", "size_of"),
 }
 

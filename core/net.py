@@ -1,0 +1,167 @@
+"""Container networking shared by the plugins that give a container its own interface
+(lxc_system's veth, hypervisor_kvm's tap): an IP allocator kept in the rt root, bridges,
+veth pairs and taps, configured with pyroute2 (netlink), never by running `ip`.
+
+pyroute2 is imported on first use: it costs ~100 ms, and only these plugins need it.
+"""
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+
+from .errors import RtError
+
+
+def mac_for(cid: str) -> str:
+    """A stable, locally administered unicast MAC derived from the container id."""
+    h = hashlib.sha256(cid.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
+
+
+def link_name(prefix: str, cid: str) -> str:
+    """An interface name (at most 15 bytes) unique to the container id."""
+    return f"{prefix}{hashlib.sha256(cid.encode()).hexdigest()[:15 - len(prefix)]}"
+
+
+class Ipam:
+    """Leases in one subnet, kept in <root>/ipam/<subnet>.json under a file lock.
+
+    The gateway (first host address) is never leased; leasing twice for the same id
+    returns the same address, so a retried create does not use up the range.
+    """
+
+    def __init__(self, root: str, subnet: str):
+        try:
+            self.net = ipaddress.ip_network(subnet, strict=True)
+        except ValueError as e:
+            raise RtError(f"invalid subnet {subnet!r}: {e}")
+        if self.net.num_addresses < 4:
+            raise RtError(f"subnet {subnet} is too small for a gateway and containers")
+        self.dir = os.path.join(root, "ipam")
+        self.path = os.path.join(self.dir, str(self.net).replace("/", "_") + ".json")
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Interface:
+        return ipaddress.ip_interface(f"{next(self.net.hosts())}/{self.net.prefixlen}")
+
+    def _locked(self, change):
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                with open(self.path) as f:
+                    leases = json.load(f)
+            except FileNotFoundError:
+                leases = {}
+            result = change(leases)
+            tmp = f"{self.path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(leases, f)
+            os.rename(tmp, self.path)
+            return result
+        finally:
+            os.close(fd)
+
+    def lease(self, cid: str, want: str | None = None) -> ipaddress.IPv4Interface:
+        """An address for `cid` (`want` if given and free)."""
+        def change(leases):
+            for addr, owner in leases.items():
+                if owner == cid:
+                    return addr
+            taken = set(leases) | {str(self.gateway.ip)}
+            if want:
+                ip = ipaddress.ip_address(want.split("/")[0])
+                if ip not in self.net or ip in (self.net.network_address, self.net.broadcast_address):
+                    raise RtError(f"address {want} is not a host address of {self.net}")
+                if str(ip) in taken:
+                    raise RtError(f"address {ip} is already in use")
+                leases[str(ip)] = cid
+                return str(ip)
+            for ip in self.net.hosts():
+                if str(ip) not in taken:
+                    leases[str(ip)] = cid
+                    return str(ip)
+            raise RtError(f"no free address left in {self.net}")
+        return ipaddress.ip_interface(f"{self._locked(change)}/{self.net.prefixlen}")
+
+    def release(self, cid: str) -> None:
+        def change(leases):
+            for addr in [a for a, owner in leases.items() if owner == cid]:
+                del leases[addr]
+        self._locked(change)
+
+    def leases(self) -> dict[str, str]:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+
+def _ipr():
+    from pyroute2 import IPRoute
+    return IPRoute()
+
+
+def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface) -> int:
+    """The bridge `name`, made (with the gateway address) and up if it is missing."""
+    with _ipr() as ip:
+        found = ip.link_lookup(ifname=name)
+        if not found:
+            ip.link("add", ifname=name, kind="bridge")
+            found = ip.link_lookup(ifname=name)
+        idx = found[0]
+        have = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx, family=2)}
+        if str(gateway.ip) not in have:
+            ip.addr("add", index=idx, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
+        ip.link("set", index=idx, state="up")
+        return idx
+
+
+def add_veth(host_if: str, bridge: str, pid: int, inside_if: str, address: ipaddress.IPv4Interface,
+             gateway: ipaddress.IPv4Interface | None, mac: str) -> None:
+    """A veth pair: `host_if` on `bridge`, the peer moved into the network namespace of
+    `pid`, renamed `inside_if`, with `mac`, `address` and a default route via `gateway`."""
+    from pyroute2 import NetNS
+    peer = host_if + "p" if len(host_if) < 15 else host_if[:14] + "p"
+    with _ipr() as ip:
+        ip.link("add", ifname=host_if, kind="veth", peer=peer)
+        try:
+            host_idx = ip.link_lookup(ifname=host_if)[0]
+            ip.link("set", index=host_idx, master=ip.link_lookup(ifname=bridge)[0], state="up")
+            ip.link("set", index=ip.link_lookup(ifname=peer)[0], net_ns_pid=pid)
+        except Exception:
+            ip.link("del", ifname=host_if)
+            raise
+    netns = NetNS(f"/proc/{pid}/ns/net")
+    try:
+        idx = netns.link_lookup(ifname=peer)[0]
+        netns.link("set", index=idx, ifname=inside_if, address=mac)
+        netns.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
+        netns.link("set", index=idx, state="up")
+        lo = netns.link_lookup(ifname="lo")
+        if lo:
+            netns.link("set", index=lo[0], state="up")
+        if gateway is not None:
+            netns.route("add", dst="default", gateway=str(gateway.ip))
+    finally:
+        netns.close()
+
+
+def add_tap(name: str, bridge: str) -> None:
+    """A tap device on `bridge`, for a VM's virtio-net."""
+    with _ipr() as ip:
+        ip.link("add", ifname=name, kind="tuntap", mode="tap")
+        idx = ip.link_lookup(ifname=name)[0]
+        ip.link("set", index=idx, master=ip.link_lookup(ifname=bridge)[0], state="up")
+
+
+def delete_link(name: str) -> bool:
+    """Remove an interface if it exists (a veth takes its peer with it)."""
+    with _ipr() as ip:
+        found = ip.link_lookup(ifname=name)
+        if found:
+            ip.link("del", index=found[0])
+        return bool(found)
