@@ -6,7 +6,7 @@ Heavy parts load on first use (PEP 562), so a backend imported by a short verb
 from .backend import Backend, Created, CreateRequest
 from .errors import NotFound, NotSupported, RtError
 
-__all__ = ["Backend", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
+__all__ = ["Backend", "OciBackend", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "ensure_bridge", "add_veth", "add_tap",
            "delete_link", "mac_for", "link_name"]
@@ -23,6 +23,7 @@ _LAZY = {
     "ShimFailed": ("rt.shim.protocol", "ShimFailed"),
     "release_barrier": (".barrier", "release"),
     "connect_console": (".console", "connect"),
+    "OciBackend": (".ocibackend", "OciBackend"),
     "Ipam": (".net", "Ipam"),
     "ensure_bridge": (".net", "ensure_bridge"),
     "add_veth": (".net", "add_veth"),

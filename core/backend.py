@@ -20,7 +20,13 @@ class CreateRequest:
         self.rootfs = rootfs  # root.path made absolute against the bundle
         # persist part of Created.extra before the container exists, so that `delete --force`
         # can clean up after a create that was interrupted half-way
-        self.save_extra = save_extra or (lambda **kw: None)
+        self.extra: dict = {}
+        self._save = save_extra
+
+    def save_extra(self, **kw) -> None:
+        self.extra.update(kw)
+        if self._save:
+            self._save(**kw)
 
 
 class Created:
