@@ -6,8 +6,8 @@ Heavy parts load on first use (PEP 562), so a backend imported by a short verb
 from .backend import Backend, Created, CreateRequest
 from .errors import NotFound, NotSupported, RtError
 
-__all__ = ["Backend", "OciBackend", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
-           "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "launch_shim", "release_barrier",
+__all__ = ["Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
+           "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "ensure_bridge", "add_veth", "add_tap",
            "delete_link", "mac_for", "link_name"]
 
@@ -19,11 +19,15 @@ _LAZY = {
     "build_plan": (".plan", "build_plan"),
     "build_exec_plan": (".plan", "build_exec_plan"),
     "device_rules": (".plan", "device_rules"),
+    "capability_plan": (".plan", "capability_plan"),
     "launch_shim": ("rt.shim.launcher", "launch"),
     "ShimFailed": ("rt.shim.protocol", "ShimFailed"),
     "release_barrier": (".barrier", "release"),
     "connect_console": (".console", "connect"),
     "OciBackend": (".ocibackend", "OciBackend"),
+    "open_container": (".store", "open_container"),
+    "backend_of": (".verbs", "backend_of"),
+    "parse_signal": (".signals", "parse_signal"),
     "Ipam": (".net", "Ipam"),
     "ensure_bridge": (".net", "ensure_bridge"),
     "add_veth": (".net", "add_veth"),

@@ -105,9 +105,23 @@ def _ipr():
     return IPRoute()
 
 
+def _netlink(what: str):
+    """Turn a netlink failure into a one-line RtError naming the step."""
+    from pyroute2 import NetlinkError
+
+    class Guard:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, e, tb):
+            if isinstance(e, NetlinkError):
+                raise RtError(f"network: {what}: {os.strerror(e.code) if e.code else e}") from None
+    return Guard()
+
+
 def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface) -> int:
     """The bridge `name`, made (with the gateway address) and up if it is missing."""
-    with _ipr() as ip:
+    with _netlink(f"bridge {name}"), _ipr() as ip:
         found = ip.link_lookup(ifname=name)
         if not found:
             ip.link("add", ifname=name, kind="bridge")
@@ -124,17 +138,22 @@ def add_veth(host_if: str, bridge: str, pid: int, inside_if: str, address: ipadd
              gateway: ipaddress.IPv4Interface | None, mac: str) -> None:
     """A veth pair: `host_if` on `bridge`, the peer moved into the network namespace of
     `pid`, renamed `inside_if`, with `mac`, `address` and a default route via `gateway`."""
-    from pyroute2 import NetNS
     peer = host_if + "p" if len(host_if) < 15 else host_if[:14] + "p"
-    with _ipr() as ip:
+    with _netlink(f"veth {host_if} into the namespace of {pid}"), _ipr() as ip:
         ip.link("add", ifname=host_if, kind="veth", peer=peer)
         try:
             host_idx = ip.link_lookup(ifname=host_if)[0]
             ip.link("set", index=host_idx, master=ip.link_lookup(ifname=bridge)[0], state="up")
             ip.link("set", index=ip.link_lookup(ifname=peer)[0], net_ns_pid=pid)
         except Exception:
-            ip.link("del", ifname=host_if)
+            ip.link("del", index=ip.link_lookup(ifname=host_if)[0])
             raise
+    with _netlink(f"configure {inside_if} in the namespace of {pid}"):
+        _configure_peer(pid, peer, inside_if, address, gateway, mac)
+
+
+def _configure_peer(pid, peer, inside_if, address, gateway, mac):
+    from pyroute2 import NetNS
     netns = NetNS(f"/proc/{pid}/ns/net")
     try:
         idx = netns.link_lookup(ifname=peer)[0]

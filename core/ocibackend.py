@@ -19,6 +19,9 @@ class OciBackend(Backend):
     def prepare(self, req: CreateRequest, plan: dict) -> None:
         """Adjust the plan before the shim runs it."""
 
+    def prepare_exec(self, c, plan: dict) -> None:
+        """Adjust the plan of an `exec` into container `c`."""
+
     def on_child(self, req: CreateRequest, pid: int) -> None:
         """The init exists (its namespaces too) and has not run anything yet."""
 
@@ -110,6 +113,7 @@ class OciBackend(Backend):
     def exec(self, c, req: dict) -> int:
         plan = api.build_exec_plan(c.pid, req["process"], rootfs=c.record.get("rootfs"), seccomp=req.get("seccomp"),
                                    preserve_fds=req["preserve_fds"], warn=req["warn"])
+        self.prepare_exec(c, plan)
         try:
             return self._launch(plan, req.get("console_socket"), req["process"], self._cgroup(c)).pid
         except api.ShimFailed as e:

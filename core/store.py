@@ -140,6 +140,11 @@ class Container:
         self.unlock()
 
 
+def open_container(global_options, cid: str, lock: bool = False) -> Container:
+    """For plugin verbs: the container `cid` under the --root of this invocation."""
+    return Store(global_options.root or DEFAULT_ROOT).open(cid, lock=lock)
+
+
 class Store:
     def __init__(self, root: str = DEFAULT_ROOT):
         self.root = os.path.abspath(root)

@@ -361,6 +361,9 @@ def write_sysctls(plan):
 
 
 def finish_rootfs(plan):
+    for p in plan.get("rw_binds", []):  # e.g. /proc/sys/net: stays writable under a read-only /proc/sys
+        if os.path.lexists(p):
+            mount(p, p, None, MS["bind"] | MS["rec"])
     for p in plan["readonly_paths"]:
         if os.path.lexists(p):
             remount_ro(p)

@@ -1,5 +1,6 @@
-"""lxc_system: a whole Linux userland with its own init (LXC-class).
+"""lxc_system: a whole Linux userland with its own init as PID 1 (LXC-class).
 
-Not built yet (issue 4): this package registers no backend, so `rt.plugin=lxc_system`
-fails with "unknown plugin" rather than pretending.
+plugin.py holds the hooks (the entry point), settings.py the rt.* annotations it reads,
+backend.py the mechanism (an OciBackend with init, /run/host, network and console
+additions), verbs.py the `rt stop` verb it adds.
 """

@@ -1,0 +1,96 @@
+"""The lxc_system backend: an OciBackend whose process is an init, with what systemd's
+container interface asks of a manager (container=, /run/host, a writable cgroup subtree,
+/proc/sys/net writable) and, with rt.net.* annotations, a veth on an rt bridge."""
+import os
+import uuid
+
+from rt.core import api
+
+from .settings import decode
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+# What systemd-nspawn keeps for a system container (systemd.io/CONTAINER_INTERFACE): MKNOD
+# and SYS_ADMIN included, the host-wide ones (SYS_MODULE, SYS_TIME, ...) left out.
+SYSTEM_CAPS = [
+    "CAP_AUDIT_CONTROL", "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
+    "CAP_FSETID", "CAP_IPC_OWNER", "CAP_KILL", "CAP_LEASE", "CAP_LINUX_IMMUTABLE", "CAP_MKNOD",
+    "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETGID",
+    "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_CHROOT", "CAP_SYS_NICE",
+    "CAP_SYS_PTRACE", "CAP_SYS_RESOURCE", "CAP_SYS_TTY_CONFIG",
+]
+
+
+def container_uuid(cid: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rt:{cid}")).replace("-", "")
+
+
+def _run_host(state_dir: str) -> str:
+    """<state>/run-host with os-release and container-manager, bound read-only at /run/host."""
+    d = os.path.join(state_dir, "run-host")
+    os.makedirs(d, exist_ok=True)
+    for src in ("/etc/os-release", "/usr/lib/os-release"):
+        try:
+            with open(src, "rb") as f, open(os.path.join(d, "os-release"), "wb") as out:
+                out.write(f.read())
+            break
+        except OSError:
+            continue
+    with open(os.path.join(d, "container-manager"), "w") as f:
+        f.write("rt\n")
+    return d
+
+
+class SystemBackend(api.OciBackend):
+    name = "lxc_system"
+
+    def prepare(self, req, plan) -> None:
+        self._system_caps(req.spec.annotations, plan, req.warn)
+        env = plan["process"]["env"]
+        for var in ("container=rt", f"container_uuid={container_uuid(req.id)}"):
+            if not any(e.split("=", 1)[0] == var.split("=", 1)[0] for e in env):
+                env.append(var)
+        if "cgroup" not in plan["unshare"] and not any(k == "cgroup" for k, _ in plan["join"]):
+            plan["unshare"].append("cgroup")
+        for m in plan["mounts"]:
+            if m["destination"] == "/sys/fs/cgroup":
+                m["flags"] &= ~MS_RDONLY  # systemd manages its own subtree
+        plan["mounts"].append({"source": _run_host(req.state_dir), "destination": "/run/host", "type": "bind",
+                               "bind": True, "recursive": False, "propagation": [], "data": "", "idmap": None,
+                               "rattr": (0, 0), "flags": MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC})
+        plan["rw_binds"] = ["/proc/sys/net"]
+        if "/proc/sys" not in plan["readonly_paths"]:
+            plan["readonly_paths"].append("/proc/sys")
+
+    def prepare_exec(self, c, plan) -> None:
+        self._system_caps(c.record.get("annotations"), plan, lambda msg: None)
+
+    @staticmethod
+    def _system_caps(annotations, plan, warn) -> None:
+        """Unless rt.system.capabilities=spec, the process gets systemd-nspawn's set."""
+        _, system = decode(annotations)
+        if system.capabilities == "system" and plan["process"]["uid"] == 0:
+            from rt.spec.config import Capabilities
+            caps = Capabilities(bounding=SYSTEM_CAPS, effective=SYSTEM_CAPS, permitted=SYSTEM_CAPS,
+                                inheritable=[], ambient=[])
+            plan["process"]["caps"] = api.capability_plan(caps, warn)
+
+    def on_child(self, req, pid: int) -> None:
+        net, _ = decode(req.spec.annotations)
+        if net is None:
+            return
+        root = os.path.dirname(req.state_dir)
+        ipam = api.Ipam(root, net.subnet)
+        host_if = api.link_name("rtv", req.id)
+        req.save_extra(net={"subnet": net.subnet, "host_if": host_if, "bridge": net.bridge})
+        address = ipam.lease(req.id, net.address)
+        api.ensure_bridge(net.bridge, ipam.gateway)
+        api.add_veth(host_if, net.bridge, pid, net.ifname, address, ipam.gateway, api.mac_for(req.id))
+        req.save_extra(net={"subnet": net.subnet, "host_if": host_if, "bridge": net.bridge,
+                            "address": str(address)})
+
+    def release(self, c) -> None:
+        net = c.extra.get("net")
+        if not net:
+            return
+        api.delete_link(net["host_if"])
+        api.Ipam(os.path.dirname(c.dir), net["subnet"]).release(c.id)

@@ -1,0 +1,113 @@
+"""lxc_system: busybox init as PID 1, the container interface, a veth on a private bridge
+(TEST-NET-1 addresses, no packet leaves), `rt stop` through the init, clean teardown."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import REPO, base_config, is_rt, runtime_path
+
+pytestmark = pytest.mark.root
+if not is_rt(runtime_path()):
+    pytest.skip("rt's lxc_system plugin", allow_module_level=True)
+
+INITTAB = """::sysinit:/bin/sh -c 'echo booted > /run/booted'
+::respawn:/bin/sleep 1000
+::shutdown:/bin/sh -c 'echo bye > /run/bye'
+"""
+BRIDGE = "rt-test-br2"
+
+
+@pytest.fixture
+def system_bundle(tmp_path):
+    rootfs = tmp_path / "rootfs"
+    subprocess.run([os.path.join(REPO, "scripts", "mkrootfs-busybox"), str(rootfs)], check=True)
+    (rootfs / "run").mkdir(exist_ok=True)
+    (rootfs / "etc" / "inittab").write_text(INITTAB)
+
+    def make(annotations=None, edit=None):
+        cfg = base_config(str(rootfs), ["/sbin/init"])
+        cfg["root"]["readonly"] = False
+        cfg["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]})
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
+        cfg["annotations"] = {"rt.plugin": "lxc_system", **(annotations or {})}
+        if edit:
+            edit(cfg)
+        d = tmp_path / f"bundle{len(os.listdir(tmp_path))}"
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(cfg))
+        return str(d)
+    yield make
+    subprocess.run(["ip", "link", "del", BRIDGE], stderr=subprocess.DEVNULL)
+
+
+NET = {"rt.net.subnet": "192.0.2.0/24", "rt.net.bridge": BRIDGE}
+
+
+def links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+
+
+def test_system_container_lifecycle(runtime, system_bundle, no_leaks):
+    before = links()
+    runtime.create("sys1", system_bundle(NET), check=True)
+    runtime("start", "sys1", check=True)
+    script = ("while [ ! -e /run/booted ]; do sleep 0.05; done; cat /run/booted; "
+              "tr '\\0' '\\n' < /proc/1/environ | grep -c '^container=rt$'; cat /run/host/container-manager; "
+              "ip -o -4 addr show eth0 | awk '{print $4}'; cat /proc/1/comm; "
+              "echo 0 > /proc/sys/net/ipv4/conf/all/forwarding && echo net-writable; "
+              "touch /proc/sys/kernel/domainname 2>/dev/null; echo x > /proc/sys/kernel/domainname 2>/dev/null || echo kernel-ro; "
+              "mkdir /sys/fs/cgroup/pids/svc 2>/dev/null || mkdir /sys/fs/cgroup/svc; echo cgroup-writable")
+    p = runtime("exec", "sys1", "sh", "-c", script)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["booted", "1", "rt", "192.0.2.2/24", "init", "net-writable", "kernel-ro",
+                                "cgroup-writable"]
+    host_if = [l for l in links() - before if l.startswith("rtv")]
+    assert len(host_if) == 1
+    p = runtime("stop", "--timeout", "10", "sys1")
+    assert p.returncode == 0, p.stderr
+    assert runtime.state("sys1")["status"] == "stopped"
+    runtime("delete", "sys1", check=True)
+    assert not host_if[0] in links()
+    assert json.loads(open(os.path.join(runtime.root, "ipam", "192.0.2.0_24.json")).read()) == {}
+
+
+def test_two_containers_get_different_addresses(runtime, system_bundle, no_leaks):
+    b = system_bundle(NET)
+    runtime.create("a", b, check=True)
+    runtime.create("b", b, check=True)
+    ips = []
+    for cid in ("a", "b"):
+        runtime("start", cid, check=True)
+        ips.append(runtime("exec", cid, "sh", "-c", "ip -o -4 addr show eth0 | awk '{print $4}'").stdout.strip())
+    assert ips == ["192.0.2.2/24", "192.0.2.3/24"]
+    for cid in ("a", "b"):
+        runtime("delete", "--force", cid, check=True)
+
+
+def test_bad_annotations_and_specs(runtime, system_bundle, no_leaks):
+    p = runtime.create("bad1", system_bundle({"rt.net.subnet": "not-a-net"}))
+    assert p.returncode != 0 and 'annotations[' in p.stderr and 'rt.net.subnet' in p.stderr
+    p = runtime.create("bad2", system_bundle({"rt.net.colour": "blue"}))
+    assert p.returncode != 0 and "unknown setting" in p.stderr
+    no_pid = system_bundle(edit=lambda c: c["linux"].__setitem__(
+        "namespaces", [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]))
+    p = runtime.create("bad3", no_pid)
+    assert p.returncode != 0 and "pid" in p.stderr
+    noinit = system_bundle(edit=lambda c: c["process"].__setitem__("args", ["/sbin/no-init"]))
+    p = runtime.create("bad4", noinit)
+    assert p.returncode != 0 and "no such file" in p.stderr
+    assert runtime("list", "-q").stdout == ""
+
+
+def test_stop_kills_an_init_that_ignores_the_halt_signal(runtime, system_bundle, no_leaks):
+    b = system_bundle({"rt.system.stop-signal": "SIGUSR2", "rt.system.stop-timeout": "0.5"},
+                      edit=lambda c: c["process"].__setitem__("args", ["sh", "-c", "trap '' USR2; sleep 1000"]))
+    runtime.create("deaf", b, check=True)
+    runtime("start", "deaf", check=True)
+    p = runtime("stop", "deaf")
+    assert p.returncode == 0, p.stderr
+    assert runtime.state("deaf")["status"] == "stopped"
+    runtime("delete", "deaf", check=True)
