@@ -67,9 +67,11 @@ class OciBackend(Backend):
 
     @staticmethod
     def _launch(plan, console_socket, proc, cg, **callbacks):
-        console = api.connect_console(console_socket, proc.terminal)
+        console = plan.get("console_fd")  # a subclass may have set up the console itself
+        if console is None:
+            console = api.connect_console(console_socket, proc.terminal)
         if console is not None:
-            plan.update(console_fd=console, console_size=api.console_size(proc))
+            plan.update(console_fd=console, console_size=plan.get("console_size") or api.console_size(proc))
         return api.launch_shim(plan, pass_fds=(console,) if console is not None else (), on_spawn=cg.join,
                                **callbacks)
 

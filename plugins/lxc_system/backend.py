@@ -58,6 +58,8 @@ class SystemBackend(api.OciBackend):
                                "bind": True, "recursive": False, "propagation": [], "data": "", "idmap": None,
                                "rattr": (0, 0), "flags": MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC})
         plan["rw_binds"] = ["/proc/sys/net"]
+        if not req.console_socket:  # a console of our own, kept by a small monitor
+            plan["console_fd"] = self._start_monitor(req)
         if "/proc/sys" not in plan["readonly_paths"]:
             plan["readonly_paths"].append("/proc/sys")
 
@@ -88,7 +90,39 @@ class SystemBackend(api.OciBackend):
         req.save_extra(net={"subnet": net.subnet, "host_if": host_if, "bridge": net.bridge,
                             "address": str(address)})
 
+    @staticmethod
+    def _start_monitor(req) -> int:
+        """Spawn monitor.py with one end of a socketpair; the shim sends the pty master to the other."""
+        import socket
+        import sys
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        fd = theirs.detach()
+        os.set_inheritable(fd, True)
+        exe = sys.executable
+        monitor = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+        try:
+            log = os.path.join(req.state_dir, "monitor.log")
+            pid = os.posix_spawn(exe, [exe, "-I", "-S", monitor, str(fd), req.state_dir], dict(os.environ),
+                                 setsid=True, file_actions=[
+                                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                     (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                                     (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)])
+        finally:
+            os.close(fd)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            start = int(f.read().rsplit(b")", 1)[1].split()[19])
+        req.save_extra(monitor={"pid": pid, "start": start})
+        return ours.detach()
+
     def release(self, c) -> None:
+        mon = c.extra.get("monitor")
+        if mon:
+            try:
+                with open(f"/proc/{mon['pid']}/stat", "rb") as f:
+                    if int(f.read().rsplit(b")", 1)[1].split()[19]) == mon["start"]:
+                        os.kill(mon["pid"], 9)
+            except (OSError, ValueError, IndexError):
+                pass
         net = c.extra.get("net")
         if not net:
             return

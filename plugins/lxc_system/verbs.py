@@ -56,3 +56,50 @@ def stop(g, args) -> int:
         return 0
     finally:
         c.unlock()
+
+
+DETACH = b"\x01q"  # Ctrl-a q, as lxc-console
+
+
+def console(g, args) -> int:
+    """`rt console ID`: attach to the container's console (Ctrl-a q detaches)."""
+    import select
+    import socket
+    import termios
+    import tty
+    if len(args) != 1 or args[0].startswith("-"):
+        raise api.RtError("usage: rt console CONTAINER_ID   (Ctrl-a q detaches)")
+    c = api.open_container(g, args[0])
+    path = os.path.join(c.dir, "console.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        raise api.RtError(f"console: {c.id} has no console to attach to ({e.strerror})")
+    is_tty = os.isatty(0)
+    saved = termios.tcgetattr(0) if is_tty else None
+    if is_tty:
+        tty.setraw(0, termios.TCSANOW)
+        os.write(1, b"rt console: attached, Ctrl-a q detaches\r\n")
+    prev = b""
+    try:
+        while True:
+            ready, _, _ = select.select([0, s], [], [])
+            if s in ready:
+                data = s.recv(65536)
+                if not data:
+                    break
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 4096)
+                if not data:
+                    break
+                if DETACH in prev[-1:] + data:
+                    break
+                prev = data
+                s.sendall(data)
+    finally:
+        s.close()
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    return 0

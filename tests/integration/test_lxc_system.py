@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -45,6 +46,19 @@ def system_bundle(tmp_path):
 NET = {"rt.net.subnet": "192.0.2.0/24", "rt.net.bridge": BRIDGE}
 
 
+def monitors(root: str) -> list[int]:
+    """Console monitors still running for containers under `root`."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if b"monitor.py" in cmd and root.encode() in cmd:
+            out.append(int(pid))
+    return out
+
+
 def links() -> set[str]:
     out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
@@ -71,6 +85,7 @@ def test_system_container_lifecycle(runtime, system_bundle, no_leaks):
     assert runtime.state("sys1")["status"] == "stopped"
     runtime("delete", "sys1", check=True)
     assert not host_if[0] in links()
+    assert not monitors(runtime.root)
     assert json.loads(open(os.path.join(runtime.root, "ipam", "192.0.2.0_24.json")).read()) == {}
 
 
@@ -111,3 +126,28 @@ def test_stop_kills_an_init_that_ignores_the_halt_signal(runtime, system_bundle,
     assert p.returncode == 0, p.stderr
     assert runtime.state("deaf")["status"] == "stopped"
     runtime("delete", "deaf", check=True)
+
+
+def test_console_log_and_attach(runtime, system_bundle, tmp_path, no_leaks):
+    """/dev/console is a pty kept by the monitor: its output is logged, and `rt console`
+    reaches a shell that init runs on it."""
+    b = system_bundle()
+    rootfs = json.loads(open(os.path.join(b, "config.json")).read())["root"]["path"]
+    with open(os.path.join(rootfs, "etc", "inittab"), "a") as f:
+        f.write("::sysinit:/bin/echo hello-from-init\n::respawn:-/bin/sh\n")
+    runtime.create("con", b, check=True)
+    runtime("start", "con", check=True)
+    p = runtime("exec", "con", "sh", "-c", "ls -l /dev/console; tty < /dev/console 2>/dev/null || true")
+    assert "136," in p.stdout  # a pty (devpts major 136), not a host device
+    script = "import sys, time; time.sleep(1); sys.stdout.write('echo $((6*7))-answer\\n'); sys.stdout.flush(); " \
+             "time.sleep(1.5); sys.stdout.write('\\x01q'); sys.stdout.flush()"
+    feeder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    out = subprocess.run([runtime.path, "--root", runtime.root, "console", "con"], stdin=feeder.stdout,
+                         capture_output=True, timeout=30).stdout.decode(errors="replace")
+    feeder.wait()
+    assert "42-answer" in out.replace("\r", "")
+    log = open(os.path.join(runtime.root, "con", "console.log"), errors="replace").read()
+    assert "hello-from-init" in log and "42-answer" in log
+    runtime("stop", "con", check=True)
+    runtime("delete", "con", check=True)
+    assert runtime("console", "con").returncode != 0  # gone
