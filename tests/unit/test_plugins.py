@@ -34,7 +34,7 @@ class ExtraPlugin:
     @api.hookimpl
     def rt_register(self, registry):
         registry.add_backend(self.backend, "x.y:Z", version="9")
-        registry.add_verb("console", "x.y:console", help="attach")
+        registry.add_verb("extra-verb", "x.y:console", help="attach")
 
 
 # --- Registry --------------------------------------------------------------------------------------
@@ -65,9 +65,9 @@ def test_registry_duplicate_backend():
 def test_registry_duplicate_verb():
     reg = Registry()
     reg._current = "p1"
-    reg.add_verb("console", "m:c")
+    reg.add_verb("extra-verb", "m:c")
     with pytest.raises(RtError, match="plugin p1: verb 'console' is already registered"):
-        reg.add_verb("console", "m:d")
+        reg.add_verb("extra-verb", "m:d")
 
 
 # --- Manager.load ------------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_load_calls_every_registered_plugin():
     m.load()
     assert set(m.registry.backends) >= {"app_single", "kvm"}
     assert m.registry.backends["kvm"].plugin == "extra"
-    assert m.registry.verbs["console"].plugin == "extra"
+    assert m.registry.verbs["extra-verb"].plugin == "extra"
 
 
 def test_load_conflicting_plugins():
