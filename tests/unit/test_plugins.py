@@ -66,7 +66,7 @@ def test_registry_duplicate_verb():
     reg = Registry()
     reg._current = "p1"
     reg.add_verb("extra-verb", "m:c")
-    with pytest.raises(RtError, match="plugin p1: verb 'console' is already registered"):
+    with pytest.raises(RtError, match="plugin p1: verb 'extra-verb' is already registered"):
         reg.add_verb("extra-verb", "m:d")
 
 
