@@ -144,18 +144,24 @@ def no_leaks(runtime):
     assert not set(shim_processes()) - shims, "leaked shim processes"
 
 
-def shim_processes() -> list[int]:
-    """Live stubs of the rt under test (a leaked container process also leaks its cgroup)."""
-    from rt.shim.launcher import STUB_CMD
+def processes_with(*needles: bytes) -> list[int]:
+    """Live processes whose command line contains every one of `needles`."""
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if STUB_CMD.encode() in f.read():
-                    out.append(int(pid))
+                cmd = f.read()
         except OSError:
-            pass
+            continue
+        if all(n in cmd for n in needles):
+            out.append(int(pid))
     return out
+
+
+def shim_processes() -> list[int]:
+    """Live stubs of the rt under test (a leaked container process also leaks its cgroup)."""
+    from rt.shim.launcher import STUB_CMD
+    return processes_with(STUB_CMD.encode())
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, base_config, is_rt, runtime_path
+from conftest import REPO, base_config, is_rt, processes_with, runtime_path
 
 pytestmark = pytest.mark.root
 if not is_rt(runtime_path()):
@@ -48,15 +48,7 @@ NET = {"rt.net.subnet": "192.0.2.0/24", "rt.net.bridge": BRIDGE}
 
 def monitors(root: str) -> list[int]:
     """Console monitors still running for containers under `root`."""
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
-        except OSError:
-            continue
-        if b"monitor.py" in cmd and root.encode() in cmd:
-            out.append(int(pid))
-    return out
+    return processes_with(b"monitor.py", root.encode())
 
 
 def links() -> set[str]:
