@@ -8,7 +8,7 @@ from .errors import NotFound, NotSupported, RtError
 
 __all__ = ["Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
-           "ShimFailed", "connect_console", "console_size", "Ipam", "ensure_bridge", "add_veth", "add_tap",
+           "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
            "delete_link", "mac_for", "link_name"]
 
 _LAZY = {
@@ -29,6 +29,7 @@ _LAZY = {
     "backend_of": (".verbs", "backend_of"),
     "parse_signal": (".signals", "parse_signal"),
     "Ipam": (".net", "Ipam"),
+    "IdRanges": (".idranges", "IdRanges"),
     "ensure_bridge": (".net", "ensure_bridge"),
     "add_veth": (".net", "add_veth"),
     "add_tap": (".net", "add_tap"),

@@ -603,7 +603,12 @@ def container_init(plan, wfd, rfd, fifo, listener):
         import _socket  # noqa: F401  (loaded now: after pivot_root the host's modules are gone)
     if mnt:
         mount(None, "/", None, plan["host_propagation"])
-        mount(rootfs, rootfs, None, MS["bind"] | MS["rec"])
+        if plan.get("rootfs_tree_fd") is not None:  # the rootfs, idmapped while we were host root
+            check(libc.syscall(SYS_MOVE_MOUNT, plan["rootfs_tree_fd"], b"", AT_FDCWD, b(rootfs),
+                               MOVE_MOUNT_F_EMPTY_PATH), "move_mount rootfs")
+            os.close(plan["rootfs_tree_fd"])
+        else:
+            mount(rootfs, rootfs, None, MS["bind"] | MS["rec"])
         do_mounts(plan, rootfs)
     hooks = plan.get("hooks") or {}
     state = ""
@@ -718,11 +723,21 @@ def main():
         fifo = os.open(plan["fifo"], os.O_RDWR | os.O_CLOEXEC) if plan["fifo"] else -1
         sc = plan.get("seccomp")
         listener = connect_listener(sc["listener"]) if sc and sc["listener"] else None
+        if plan.get("rootfs_idmap"):
+            userns = userns_fd_for(plan["rootfs_idmap"])
+            plan["rootfs_tree_fd"] = idmapped_tree(plan["rootfs"], userns, True)
+            os.close(userns)
         for m in plan["mounts"]:
             if m.get("idmap"):
                 userns = userns_fd_for(m["idmap"])
                 m["tree_fd"] = idmapped_tree(m["source"], userns, m["recursive"])
                 os.close(userns)
+            elif m["bind"] and plan.get("userns"):
+                # host paths may be out of reach of the namespace's root: take them now
+                m["tree_fd"] = check(libc.syscall(
+                    SYS_OPEN_TREE, AT_FDCWD, b(m["source"]),
+                    OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if m["recursive"] else 0)),
+                    f"open_tree {m['source']}")
         enter_namespaces(plan, rfd, wfd)
         if not plan.get("hook_sync"):
             os.close(rfd)

@@ -58,6 +58,9 @@ class SystemBackend(api.OciBackend):
                                "bind": True, "recursive": False, "propagation": [], "data": "", "idmap": None,
                                "rattr": (0, 0), "flags": MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC})
         plan["rw_binds"] = ["/proc/sys/net"]
+        _, system = decode(req.spec.annotations)
+        if system.userns == "auto":
+            self._unprivileged(req, plan)
         if not req.console_socket:  # a console of our own, kept by a small monitor
             plan["console_fd"] = self._start_monitor(req)
         if "/proc/sys" not in plan["readonly_paths"]:
@@ -91,6 +94,26 @@ class SystemBackend(api.OciBackend):
                             "address": str(address)})
 
     @staticmethod
+    def _unprivileged(req, plan) -> None:
+        """Root inside is an unprivileged host id from rt's own ranges; the rootfs is seen
+        through an idmapped mount (no chown), and the container's cgroup is handed to it."""
+        if "user" in plan["unshare"] or any(k == "user" for k, _ in plan["join"]):
+            raise api.RtError("config.json: $.annotations: rt.system.userns=auto and a user namespace "
+                              "in linux.namespaces do not go together")
+        base = api.IdRanges(os.path.dirname(req.state_dir)).lease(req.id)
+        req.save_extra(idrange=base)
+        maps = {"uid_map": f"0 {base} 65536\n", "gid_map": f"0 {base} 65536\n"}
+        plan["unshare"].insert(0, "user")
+        plan["userns"] = maps
+        # on-disk ids 0..65535 appear as base..base+65535, so container root owns its files
+        plan["rootfs_idmap"] = {"uid_map": f"0 {base} 65536\n", "gid_map": f"0 {base} 65536\n"}
+        for d in api.Cgroup(req.extra["cgroup"]).dirs().values():
+            for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads", "tasks"):
+                path = os.path.join(d, name)
+                if os.path.exists(path):
+                    os.chown(path, base, base)
+
+    @staticmethod
     def _start_monitor(req) -> int:
         """Spawn monitor.py with one end of a socketpair; the shim sends the pty master to the other."""
         import socket
@@ -115,6 +138,8 @@ class SystemBackend(api.OciBackend):
         return ours.detach()
 
     def release(self, c) -> None:
+        if c.extra.get("idrange") is not None:
+            api.IdRanges(os.path.dirname(c.dir)).release(c.id)
         mon = c.extra.get("monitor")
         if mon:
             try:

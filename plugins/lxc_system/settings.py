@@ -17,6 +17,7 @@ class System(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stop_signal: str | None = None  # default: chosen from the init (systemd: RTMIN+3, else SIGPWR)
     stop_timeout: float = 10.0
     capabilities: str = "system"  # "system": systemd-nspawn's set; "spec": process.capabilities as given
+    userns: str = ""  # "auto": unprivileged, in a user namespace with an id range chosen by rt
 
 
 def _where(key: str) -> str:
@@ -51,6 +52,8 @@ def _convert(kind, raw: dict):
         if f not in kind.__struct_fields__:
             raise RtError(f"{_where(key)}: unknown setting (expected one of "
                           f"{', '.join(kind.__struct_fields__)})")
+        if f == "userns" and v not in ("", "auto"):
+            raise RtError(f"{_where(key)}: expected auto, got {v!r}")
         if f == "capabilities" and v not in ("system", "spec"):
             raise RtError(f"{_where(key)}: expected system or spec, got {v!r}")
         if f == "stop_timeout":

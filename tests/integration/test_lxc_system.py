@@ -2,8 +2,10 @@
 (TEST-NET-1 addresses, no packet leaves), `rt stop` through the init, clean teardown."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -143,3 +145,35 @@ def test_console_log_and_attach(runtime, system_bundle, tmp_path, no_leaks):
     runtime("stop", "con", check=True)
     runtime("delete", "con", check=True)
     assert runtime("console", "con").returncode != 0  # gone
+
+
+def test_unprivileged_with_automatic_id_range(runtime, system_bundle, no_leaks):
+    """rt.system.userns=auto: root inside is a high host uid from rt's own ranges; the
+    rootfs is idmapped, so it still looks (and writes) as root-owned, without a chown."""
+    # as with runc, the container's root must be able to reach the rootfs: not under pytest's 0700 tmp
+    top = tempfile.mkdtemp(prefix="rt-test-unp-")
+    os.chmod(top, 0o755)
+    try:
+        _unprivileged(runtime, system_bundle, top)
+    finally:
+        shutil.rmtree(top)
+
+
+def _unprivileged(runtime, system_bundle, top):
+    b = system_bundle({"rt.system.userns": "auto"})
+    cfg = json.loads(open(os.path.join(b, "config.json")).read())
+    shutil.copytree(cfg["root"]["path"], os.path.join(top, "rootfs"), symlinks=True)
+    cfg["root"]["path"] = os.path.join(top, "rootfs")
+    open(os.path.join(b, "config.json"), "w").write(json.dumps(cfg))
+    runtime.create("unp", b, check=True)
+    runtime("start", "unp", check=True)
+    pid = runtime.state("unp")["pid"]
+    assert os.stat(f"/proc/{pid}").st_uid == 1 << 20
+    p = runtime("exec", "unp", "sh", "-c", "id -u; awk '{print $2}' /proc/self/uid_map; stat -c %u /bin/busybox; "
+                                           "touch /root/made-inside && stat -c %u /root/made-inside")
+    assert p.stdout.split() == ["0", str(1 << 20), "0", "0"], p.stderr
+    rootfs = json.loads(open(os.path.join(b, "config.json")).read())["root"]["path"]
+    assert os.stat(os.path.join(rootfs, "root", "made-inside")).st_uid == 0  # on disk: root, through the idmap
+    runtime("stop", "unp", check=True)
+    runtime("delete", "unp", check=True)
+    assert json.loads(open(os.path.join(runtime.root, "idranges.json")).read()) == {}
