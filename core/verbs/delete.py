@@ -1,5 +1,6 @@
-from _signal import SIGKILL  # not `signal`: it imports enum
+import os
 import time
+from _signal import SIGKILL  # not `signal`: it imports enum
 
 from .. import log, status
 from ..cli import need_id
@@ -12,10 +13,17 @@ def destroy(c, force: bool) -> None:
     s = c.status()
     if s in (status.RUNNING, status.PAUSED) and not force:
         status.check("delete", s, c.id)
-    be = backend_of(c) if c.record.get("backend") else None
-    if s != status.STOPPED and c.pid > 0 and be is not None:
+    try:
+        be = backend_of(c) if c.record.get("backend") else None
+    except RtError as e:
+        if not force:
+            raise
+        # its plugin is gone or disabled: still stop the process and drop the record
+        log.warning(f"delete {c.id}: {e.msg}; removing it without its backend")
+        be = None
+    if s != status.STOPPED and c.pid > 0:
         try:
-            be.kill(c, SIGKILL, all=True)
+            be.kill(c, SIGKILL, all=True) if be is not None else os.kill(c.pid, SIGKILL)
         except (ProcessLookupError, RtError):
             pass
         if s == status.PAUSED:

@@ -335,3 +335,22 @@ def test_idmapped_mount_in_a_user_namespace(runtime, make_bundle, tmp_path, no_l
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0:0", "wrote"]
     assert os.stat(src / "f").st_uid == 0 and (src / "f").read_text() == "xy\n"
+
+
+def test_delete_force_without_its_plugin(runtime, make_bundle, tmp_path, no_leaks):
+    """A container whose plugin was removed since create can still be force-deleted."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    os.path.join(REPO, "tests", "data", "rt-example-plugin")], check=True)
+    env = dict(os.environ, PYTHONPATH=str(site))
+
+    def ann(c):
+        c["annotations"] = {"rt.plugin": "example"}
+    runtime.create("orphan", make_bundle(["sleep", "100"], edit=ann), env=env, check=True)
+    pid = runtime.state("orphan")["pid"]
+    assert runtime("delete", "orphan").returncode != 0  # no plugin, no --force: refuse
+    p = runtime("delete", "--force", "orphan")
+    assert p.returncode == 0, p.stderr
+    assert runtime("state", "orphan").returncode != 0
+    time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
