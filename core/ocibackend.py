@@ -66,14 +66,14 @@ class OciBackend(Backend):
         return Created(launched.pid, {"cgroup": path})
 
     @staticmethod
-    def _launch(plan, console_socket, proc, cg, **callbacks):
+    def _launch(plan, console_socket, proc, cg, extra_fds=(), **callbacks):
         console = plan.get("console_fd")  # a subclass may have set up the console itself
         if console is None:
             console = api.connect_console(console_socket, proc.terminal)
         if console is not None:
             plan.update(console_fd=console, console_size=plan.get("console_size") or api.console_size(proc))
-        return api.launch_shim(plan, pass_fds=(console,) if console is not None else (), on_spawn=cg.join,
-                               **callbacks)
+        fds = tuple(extra_fds) + ((console,) if console is not None else ())
+        return api.launch_shim(plan, pass_fds=fds, on_spawn=cg.join, **callbacks)
 
     def start(self, c) -> None:
         api.release_barrier(os.path.join(c.dir, "exec.fifo"))
@@ -113,13 +113,26 @@ class OciBackend(Backend):
             raise RtError(str(e))
 
     def exec(self, c, req: dict) -> int:
-        plan = api.build_exec_plan(c.pid, req["process"], rootfs=c.record.get("rootfs"), seccomp=req.get("seccomp"),
-                                   preserve_fds=req["preserve_fds"], warn=req["warn"])
-        self.prepare_exec(c, plan)
+        try:  # pin the init: a pidfd cannot come to mean another process, as a pid can
+            pidfd = os.pidfd_open(c.pid)
+        except OSError:
+            raise RtError("the container's process has exited")
         try:
-            return self._launch(plan, req.get("console_socket"), req["process"], self._cgroup(c)).pid
+            if not c.alive():  # the pid was reused before we pinned it
+                raise RtError("the container's process has exited")
+            plan = api.build_exec_plan(c.pid, req["process"], rootfs=c.record.get("rootfs"),
+                                       seccomp=req.get("seccomp"), preserve_fds=req["preserve_fds"], pidfd=pidfd,
+                                       warn=req["warn"])
+            self.prepare_exec(c, plan)
+            return self._launch(plan, req.get("console_socket"), req["process"], self._cgroup(c),
+                                extra_fds=(pidfd,)).pid
         except api.ShimFailed as e:
             raise RtError(f"exec failed: {e.reason}")
+        finally:
+            try:
+                os.close(pidfd)
+            except OSError:
+                pass  # handed over to the shim and closed by the launcher
 
 
 class _Partial:

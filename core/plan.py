@@ -338,9 +338,12 @@ def namespaces_of(pid: int) -> list[tuple[str, str]]:
 
 
 def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp=None, preserve_fds: int = 0,
-                    warn=lambda msg: None) -> dict:
+                    pidfd: int | None = None, warn=lambda msg: None) -> dict:
     """A plan that joins a running container and execs `proc` (an rt.spec Process), under the
-    container's seccomp filter (an rt.spec Seccomp) when it has one, as runc does."""
+    container's seccomp filter (an rt.spec Seccomp) when it has one, as runc does.
+
+    With `pidfd` (of the container's init, passed to the shim under that number) every
+    namespace is joined in one setns(2) call on it: atomic, and immune to pid reuse."""
     if not proc.args:
         raise RtError("exec: args must not be empty")
     _, last_cap = host_capabilities()
@@ -348,7 +351,8 @@ def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp
     # a container without its own mount namespace was chrooted: so is its exec
     root = None if any(kind == "mount" for kind, _ in join) else rootfs
     return {
-        "join": join, "unshare": [], "rootfs": root, "unshare_mount": False,
+        "join": [] if pidfd is not None else join, "unshare": [], "rootfs": root, "unshare_mount": False,
+        "join_pidfd": pidfd, "join_types": [kind for kind, _ in join],
         "host_propagation": 0, "root_propagation": 0, "no_pivot": False, "readonly": False, "mounts": [],
         "devices": [], "symlinks": [], "masked_paths": [], "readonly_paths": [], "hostname": None,
         "domainname": None, "sysctl": [], "loopback": False,

@@ -684,6 +684,11 @@ def container_init(plan, wfd, rfd, fifo, listener):
 def enter_namespaces(plan, rfd, wfd):
     if plan.get("console_fd") is not None or plan["loopback"]:
         import _socket  # noqa: F401  (extension modules load from the host, before setns(mnt))
+    if plan.get("join_pidfd") is not None and plan["join_types"]:
+        flags = 0
+        for ns in plan["join_types"]:
+            flags |= NS_FLAGS[ns]
+        check(libc.setns(plan["join_pidfd"], flags), "setns through the init's pidfd")
     for ns, path in plan["join"]:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:

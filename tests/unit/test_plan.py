@@ -477,3 +477,16 @@ def test_lsm_labels_need_the_lsm(monkeypatch):
         cfg["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
     shm = mount_of(make(label), "/dev/shm")
     assert 'context="system_u:object_r:container_file_t:s0"' in shm["data"]
+
+
+def test_exec_plan_joins_through_a_pidfd_when_given(monkeypatch):
+    import os
+    monkeypatch.setattr(plan, "namespaces_of", lambda pid: [("pid", "/proc/7/ns/pid"), ("mount", "/proc/7/ns/mnt")])
+    proc = load_config(json.dumps({"ociVersion": "1.2.0", "root": {"path": "r"},
+                                   "process": {"args": ["/bin/true"], "cwd": "/",
+                                               "user": {"uid": 0, "gid": 0}}})).process
+    by_path = plan.build_exec_plan(os.getpid(), proc)
+    by_fd = plan.build_exec_plan(os.getpid(), proc, pidfd=9)
+    assert by_path["join_pidfd"] is None and by_path["join"]
+    assert by_fd["join"] == [] and by_fd["join_pidfd"] == 9
+    assert by_fd["join_types"] == [kind for kind, _ in by_path["join"]]
