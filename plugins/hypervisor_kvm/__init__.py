@@ -1,5 +1,5 @@
 """hypervisor_kvm: the workload in a QEMU/KVM guest with its own kernel (Kata-class).
 
-Not built yet (issue 5): this package registers no backend, so `rt.plugin=hypervisor_kvm`
-fails with "unknown plugin" rather than pretending.
+plugin.py: hooks; backend.py: the verbs; vmshim.py: the per-VM process that owns QEMU;
+agent.py + wire.py: the guest agent and its frames; guest.py: kernel and initramfs.
 """

@@ -142,12 +142,12 @@ def test_select_conflict(mgr):
 def test_select_unknown_lists_installed(mgr, explicit, ann):
     with pytest.raises(RtError) as e:
         mgr.select(explicit, ann)
-    assert e.value.msg == "unknown plugin 'nosuch'; installed: app_single, lxc_system, other"
+    assert e.value.msg == "unknown plugin 'nosuch'; installed: app_single, hypervisor_kvm, lxc_system, other"
 
 
 def test_disabled_plugin_is_unknown(monkeypatch):
-    monkeypatch.setenv("RT_DISABLED_PLUGINS", " foo , app_single,lxc_system,")
-    assert disabled_names() == {"foo", "app_single", "lxc_system"}
+    monkeypatch.setenv("RT_DISABLED_PLUGINS", " foo , app_single,lxc_system,hypervisor_kvm,")
+    assert disabled_names() == {"foo", "app_single", "lxc_system", "hypervisor_kvm"}
     m = Manager().load()
     assert "app_single" not in m.registry.backends
     with pytest.raises(RtError) as e:

@@ -1,0 +1,265 @@
+"""The hypervisor_kvm backend: the bundle's process runs in a QEMU microvm with its own
+kernel. The container's pid is the VM shim (vmshim.py), which owns QEMU and virtiofsd and
+serves the verbs below over <state>/shim.sock."""
+import json
+import os
+import socket
+import sys
+
+from rt.core import api
+
+from . import wire
+
+SHIM_SOCK = "shim.sock"
+DEFAULT_MEMORY_MB = 256
+VIRTIOFSD = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/bin/virtiofsd")
+FS_TYPES = {"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "devtmpfs"}
+
+
+def choose_accel(want: str) -> tuple[str, str]:
+    """(accelerator, why): KVM on real hardware virtualization, else TCG."""
+    if want == "tcg":
+        return "tcg", "forced by rt.vm.accel=tcg"
+    problem = None
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        problem = "/dev/kvm is missing or not accessible"
+    elif os.path.exists("/sys/module/kvm_pvm"):
+        problem = "/dev/kvm is PVM (software-nested KVM), which stock guest kernels do not boot under"
+    else:
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+            if " vmx" not in flags and " svm" not in flags:
+                problem = "the CPU has no VT-x/AMD-V"
+        except OSError:
+            pass
+    if problem is None:
+        return "kvm", "hardware virtualization is available"
+    if want == "kvm":
+        raise api.RtError(f"hypervisor_kvm: rt.vm.accel=kvm, but {problem}")
+    return "tcg", f"software emulation, because {problem}"
+
+
+def find_virtiofsd() -> str | None:
+    return next((p for p in VIRTIOFSD if os.access(p, os.X_OK)), None)
+
+
+def _call(c, req: dict, timeout: float = 30.0, fds: list[int] = ()) -> dict:
+    """One request to the container's shim and its reply."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        try:
+            s.connect(os.path.join(c.dir, SHIM_SOCK))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ProcessLookupError(c.id)
+        socket.send_fds(s, [wire.msg(req)], list(fds)) if fds else s.sendall(wire.msg(req))
+        dec = wire.Decoder()
+        while True:
+            data = s.recv(65536)
+            if not data:
+                raise api.RtError(f"{req['op']}: the VM shim went away")
+            for _, _, reply in dec.feed(data):
+                if reply.get("op") == "error":
+                    raise api.RtError(reply["error"])
+                return reply
+    finally:
+        s.close()
+
+
+def _process(proc, rows_cols=None) -> dict:
+    u = proc.user
+    out = {"args": list(proc.args), "env": list(proc.env), "cwd": proc.cwd or "/", "uid": u.uid, "gid": u.gid,
+           "gids": list(u.additional_gids), "umask": u.umask, "tty": bool(proc.terminal)}
+    if rows_cols:
+        out["rows"], out["cols"] = rows_cols
+    return out
+
+
+def guest_mounts(spec, warn) -> tuple[list[dict], list[dict]]:
+    """(mounts for the agent, virtio-fs shares): binds travel by virtio-fs, one share per
+    host directory (a file bind shares its directory, seen only by the agent)."""
+    shares: dict[str, str] = {}
+    mounts = []
+    for m in spec.mounts:
+        opts = list(m.options)
+        kind = m.type or ("bind" if "bind" in opts or "rbind" in opts else "")
+        if kind == "bind" or "bind" in opts or "rbind" in opts:
+            src = os.path.realpath(m.source)
+            if not os.path.exists(src):
+                raise api.RtError(f"config.json: $.mounts: bind source {m.source} does not exist")
+            d, sub = (src, "") if os.path.isdir(src) else os.path.split(src)
+            tag = shares.setdefault(d, f"rt{len(shares) + 1}")
+            mounts.append({"destination": m.destination, "type": "bind", "share": tag, "sub": sub,
+                           "options": opts})
+        elif kind in FS_TYPES:
+            mounts.append({"destination": m.destination, "type": kind, "source": m.source or kind,
+                           "options": opts})
+        else:
+            warn(f"hypervisor_kvm: mount {m.destination} of type {kind!r} is not available in the guest; skipped")
+    return mounts, [{"tag": t, "path": d} for d, t in shares.items()]
+
+
+class VmBackend(api.Backend):
+    name = "hypervisor_kvm"
+
+    def create(self, req: api.CreateRequest):
+        from . import guest
+        from .settings import decode
+        vm = decode(req.spec.annotations)
+        spec = req.spec
+        if spec.process is None or not spec.process.args:
+            raise api.RtError("config.json: $.process.args: the VM needs a process to run")
+        if spec.process.terminal:
+            raise api.RtError("hypervisor_kvm: process.terminal is not supported yet (exec --tty is)")
+        accel, why = choose_accel(vm.accel)
+        req.warn(f"hypervisor_kvm: accelerator {accel}: {why}")
+        virtiofsd = find_virtiofsd()
+        if virtiofsd is None:
+            raise api.RtError("hypervisor_kvm: virtiofsd is missing (it comes with qemu-system-x86); "
+                              "the rootfs reaches the guest through virtio-fs")
+        qemu = (spec.vm.hypervisor.path if spec.vm and spec.vm.hypervisor else None) or "qemu-system-x86_64"
+        import shutil
+        if shutil.which(qemu) is None:
+            raise api.RtError(f"hypervisor_kvm: {qemu} is missing (apt-get install qemu-system-x86)")
+        kernel_src = spec.vm.kernel.path if spec.vm else guest.default_kernel()
+        kernel = guest.vmlinux(kernel_src, req.warn)
+        initrd = guest.initramfs(guest.kernel_version(kernel_src))
+        mounts, shares = guest_mounts(spec, req.warn)
+        res = spec.linux.resources if spec.linux and spec.linux.resources else None
+        memory = vm.memory or ((res.memory.limit // (1 << 20)) if res and res.memory and res.memory.limit
+                               and res.memory.limit > 0 else DEFAULT_MEMORY_MB)
+        if memory < 64:
+            raise api.RtError(f"hypervisor_kvm: linux.resources.memory.limit ({memory} MiB) is too small for a VM")
+        cpus = int(vm.cpus) or 1
+        if not vm.cpus and res and res.cpu and res.cpu.quota and res.cpu.period:
+            cpus = max(1, -(-res.cpu.quota // res.cpu.period))
+        cpus = min(cpus, os.cpu_count() or 1)
+        append = "console=ttyS0 quiet panic=-1 reboot=t"
+        if spec.vm and spec.vm.kernel.parameters:
+            append += " " + " ".join(spec.vm.kernel.parameters)
+        path = api.normalize_cgroup_path(spec.linux.cgroups_path if spec.linux else "", req.id)
+        req.save_extra(cgroup=path)
+        cg = api.Cgroup(path)
+        try:
+            cg.create()
+            plan = {
+                "id": req.id, "qemu": qemu, "accel": accel, "kernel": kernel, "initrd": initrd, "append": append,
+                "memory_mb": int(memory), "cpus": cpus, "virtiofsd": virtiofsd, "boot_timeout": vm.boot_timeout,
+                "shares": [{"tag": "rt0", "path": req.rootfs}] + shares, "stdin": True,
+                "create": {"process": _process(spec.process), "mounts": mounts,
+                           "shares": [s["tag"] for s in shares], "hostname": spec.hostname,
+                           "readonly": bool(spec.root and spec.root.readonly), "net": None},
+            }
+            self._network(req, plan)
+            with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
+                json.dump(plan, f)
+            pid = self._spawn_shim(req, cg, vm.boot_timeout)
+        except BaseException:
+            cg.kill_all()
+            cg.destroy()
+            self._release_net(req.id, req.state_dir, req.extra)
+            raise
+        return api.Created(pid, {"cgroup": path, "accel": accel})
+
+    def _network(self, req, plan) -> None:
+        net = api.net_settings(req.spec.annotations)
+        if net is None:
+            return
+        root = os.path.dirname(req.state_dir)
+        ipam = api.Ipam(root, net.subnet)
+        tap = api.link_name("rtt", req.id)
+        req.save_extra(net={"subnet": net.subnet, "tap": tap})
+        address = ipam.lease(req.id, net.address)
+        api.ensure_bridge(net.bridge, ipam.gateway)
+        api.add_tap(tap, net.bridge)
+        mac = api.mac_for(req.id)
+        plan.update(tap=tap, mac=mac)
+        plan["create"]["net"] = {"ifname": net.ifname, "mac": mac, "address": str(address),
+                                 "gateway": str(ipam.gateway.ip)}
+        req.save_extra(net={"subnet": net.subnet, "tap": tap, "address": str(address)})
+
+    @staticmethod
+    def _release_net(cid: str, state_dir: str, extra: dict) -> None:
+        net = extra.get("net")
+        if not net:
+            return
+        api.delete_link(net["tap"])
+        api.Ipam(os.path.dirname(state_dir), net["subnet"]).release(cid)
+
+    @staticmethod
+    def _spawn_shim(req, cg, boot_timeout: float) -> int:
+        r, w = os.pipe()
+        os.set_inheritable(w, True)
+        exe = sys.executable
+        try:
+            pid = os.posix_spawn(exe, [exe, "-I", "-m", "rt.plugins.hypervisor_kvm.vmshim", req.state_dir, str(w)],
+                                 dict(os.environ), setsid=True)
+        finally:
+            os.close(w)
+        try:
+            cg.join(pid)
+            import select
+            data = b""
+            while True:
+                ready, _, _ = select.select([r], [], [], boot_timeout + 60)
+                if not ready:
+                    raise api.RtError("hypervisor_kvm: the VM shim did not report")
+                chunk = os.read(r, 65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(r)
+        try:
+            reply = json.loads(data) if data else {"ok": False, "error": "the VM shim exited during create"}
+        except ValueError:
+            reply = {"ok": False, "error": f"bad report from the VM shim: {data[:200]!r}"}
+        if not reply.get("ok"):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            raise api.RtError(f"hypervisor_kvm: {reply.get('error')}")
+        return pid
+
+    def start(self, c) -> None:
+        _call(c, {"op": "start"})
+        try:
+            os.unlink(os.path.join(c.dir, "exec.fifo"))
+        except FileNotFoundError:
+            pass
+
+    def kill(self, c, sig: int, all: bool = False) -> None:
+        try:
+            _call(c, {"op": "signal", "sig": sig, "all": all}, timeout=10)
+        except (api.RtError, OSError):
+            if sig != 9:
+                raise
+            os.kill(c.pid, 9)  # the shim does not answer: its QEMU dies with it (PDEATHSIG)
+
+    def pids(self, c) -> list[int]:
+        path = c.extra.get("cgroup")
+        return api.Cgroup(path).procs() if path else [c.pid]
+
+    def pause(self, c) -> None:
+        _call(c, {"op": "pause"})
+
+    def resume(self, c) -> None:
+        _call(c, {"op": "resume"})
+
+    def delete(self, c) -> None:
+        path = c.extra.get("cgroup")
+        if path:
+            cg = api.Cgroup(path)
+            cg.kill_all()
+            cg.destroy()
+        self._release_net(c.id, c.dir, c.extra)
+
+    def exec(self, c, req: dict) -> int:
+        from .execwait import spawn_waiter
+        proc = req["process"]
+        if not proc.args:
+            raise api.RtError("exec: args must not be empty")
+        console = api.connect_console(req.get("console_socket"), proc.terminal)
+        return spawn_waiter(c.dir, _process(proc, api.console_size(proc)), console)

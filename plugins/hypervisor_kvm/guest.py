@@ -1,0 +1,265 @@
+"""What the guest boots: a kernel rt can start directly (an uncompressed vmlinux, PVH) and
+rt's own initramfs (busybox, a minimal Python, the agent and the virtio modules).
+
+Both are built once and cached under CACHE, keyed by the kernel's version and content of
+what goes in, so a later boot pays nothing for them.
+"""
+import glob
+import hashlib
+import os
+import subprocess
+import sys
+
+from rt.core.api import RtError
+
+CACHE = os.environ.get("RT_VM_CACHE", "/var/cache/rt/vm")
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUSYBOX = "/bin/busybox"
+MODULES = ["virtio_mmio", "virtio_console", "virtiofs", "virtio_net", "virtio_blk"]
+# magic -> how to decompress (the payload of a bzImage; scripts/extract-vmlinux does the same)
+MAGICS = [(b"\x02\x21\x4c\x18", ["lz4", "-dc"]), (b"\x28\xb5\x2f\xfd", ["zstd", "-dc"]),
+          (b"\xfd7zXZ\x00", ["xz", "-dc"]), (b"\x1f\x8b\x08", ["gzip", "-dc"]),
+          (b"BZh", ["bzip2", "-dc"])]
+
+
+def _atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# --- kernel ------------------------------------------------------------------------
+def default_kernel() -> str:
+    """The newest installed Debian cloud kernel, else the newest kernel in /boot."""
+    for pattern in ("/boot/vmlinuz-*-cloud-amd64", "/boot/vmlinuz-*"):
+        found = sorted(glob.glob(pattern), key=lambda p: [int(x) if x.isdigit() else 0
+                                                          for x in p.split("-")[1].split(".")])
+        if found:
+            return found[-1]
+    raise RtError("hypervisor_kvm: no guest kernel: set vm.kernel.path in config.json, or install "
+                  "one (apt-get install linux-image-cloud-amd64)")
+
+
+def kernel_version(path: str) -> str | None:
+    """From the bzImage header (the kernel_version string), else from a vmlinuz-VERSION name."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x10000)
+        if head[0x202:0x206] == b"HdrS":
+            off = int.from_bytes(head[0x20E:0x210], "little") + 0x200
+            return head[off:off + 256].split(b" ", 1)[0].decode()
+    except (OSError, UnicodeDecodeError):
+        pass
+    name = os.path.basename(path)
+    return name.split("-", 1)[1] if name.startswith(("vmlinuz-", "vmlinux-")) else None
+
+
+def vmlinux(path: str, warn=lambda m: None) -> str:
+    """An uncompressed ELF kernel for `path` (cached), or `path` itself when it already is one or
+    cannot be unpacked (QEMU then boots the bzImage, with decompression under emulation)."""
+    if not os.path.isfile(path):
+        raise RtError(f"hypervisor_kvm: guest kernel {path}: no such file")
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] == b"\x7fELF":
+        return path
+    key = hashlib.sha256(data).hexdigest()[:16]
+    out = os.path.join(CACHE, f"vmlinux-{key}")
+    if os.path.exists(out):
+        return out
+    os.makedirs(CACHE, exist_ok=True)
+    for magic, cmd in MAGICS:
+        at = data.find(magic)
+        while at >= 0:
+            try:
+                res = subprocess.run(cmd, input=data[at:], capture_output=True)
+            except FileNotFoundError:
+                break
+            if res.stdout[:4] == b"\x7fELF":
+                _atomic(out, res.stdout)
+                return out
+            at = data.find(magic, at + 1)
+    warn(f"hypervisor_kvm: could not unpack {path} to a vmlinux (is lz4/zstd installed?); booting it compressed")
+    return path
+
+
+# --- initramfs ---------------------------------------------------------------------
+class Cpio:
+    """A newc archive, as the kernel unpacks into its rootfs."""
+
+    def __init__(self):
+        self.parts, self.ino, self.seen = [], 1, set()
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", mtime: int = 0) -> None:
+        name = name.lstrip("/")
+        self.ino += 1
+        fields = [self.ino, mode, 0, 0, 1, mtime, len(data), 0, 0, 0, 0, len(name) + 1, 0]
+        hdr = b"070701" + b"".join(b"%08X" % v for v in fields) + name.encode() + b"\0"
+        self.parts.append(hdr + b"\0" * (-len(hdr) % 4) + data + b"\0" * (-len(data) % 4))
+
+    def dirs(self, path: str) -> None:
+        parts = path.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in self.seen:
+                self.seen.add(d)
+                self._entry(d, 0o040755)
+
+    def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.dirs(path)
+        self._entry(path, 0o100000 | mode, data)
+
+    def copy(self, src: str, dest: str | None = None) -> None:
+        dest = dest or src
+        if dest.strip("/") in self.seen:
+            return
+        self.seen.add(dest.strip("/"))
+        if os.path.islink(src):
+            self.dirs(dest)
+            self._entry(dest, 0o120777, os.readlink(src).encode())
+            target = os.path.join(os.path.dirname(src), os.readlink(src))
+            self.copy(os.path.normpath(target))
+            return
+        with open(src, "rb") as f:
+            self.file(dest, f.read(), os.stat(src).st_mode & 0o7777)
+
+    def symlink(self, path: str, target: str) -> None:
+        self.dirs(path)
+        self._entry(path, 0o120777, target.encode())
+
+    def dir(self, path: str) -> None:
+        self.dirs(path + "/x")
+
+    def bytes(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        data = b"".join(self.parts)
+        return data + b"\0" * (-len(data) % 512)
+
+
+def _libraries(binary: str) -> list[str]:
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        part = line.split("=>")[-1].strip().split(" (")[0].strip()
+        if part.startswith("/"):
+            libs.append(part)
+    return libs
+
+
+def _python_files(exe: str) -> list[str]:
+    """The files the agent's imports load from disk under `exe -I -S` (the rest is frozen)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import agent, fcntl;"
+            "print('\\n'.join(m.__spec__.origin for m in list(sys.modules.values())"
+            " if getattr(m, '__spec__', None) and m.__spec__.origin and m.__spec__.origin.startswith('/')"
+            " and not m.__spec__.origin.startswith(sys.argv[1])));"
+            "print((getattr(sys, '_stdlib_dir', None) or '') + '/os.py')")  # how Python finds its prefix
+    out = subprocess.run([exe, "-I", "-S", "-c", code, HERE], capture_output=True, text=True, check=True).stdout
+    return [p for p in out.split() if os.path.isfile(p)]
+
+
+def _modules(version: str) -> list[str]:
+    """MODULES and their dependencies, in load order (paths relative to /lib/modules/VERSION)."""
+    base = f"/lib/modules/{version}"
+    try:
+        with open(os.path.join(base, "modules.dep")) as f:
+            deps = {}
+            for line in f:
+                mod, _, rest = line.partition(":")
+                deps[mod] = rest.split()
+    except OSError:
+        return []
+    by_name = {os.path.basename(m).split(".ko")[0].replace("-", "_"): m for m in deps}
+    order: list[str] = []
+
+    def add(mod):
+        for d in reversed(deps.get(mod, [])):
+            add(d)
+        if mod not in order:
+            order.append(mod)
+    for name in MODULES:
+        if name in by_name:
+            add(by_name[name])
+    return order
+
+
+INIT = """#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox mount -t tmpfs run /run
+for m in $(/bin/busybox cat /rt/modules); do /bin/busybox insmod /lib/modules/$m 2>/dev/null; done
+exec {python} -I -S -B -c "import sys; sys.path.insert(0, '/rt'); import agent; agent.main()"
+"""
+
+
+def guest_python() -> str:
+    """The distribution's Python when there is one (small, no libpython), else ours."""
+    for exe in ("/usr/bin/python3", sys.executable):
+        if os.path.exists(exe):
+            return os.path.realpath(exe)
+    raise RtError("hypervisor_kvm: no Python for the guest agent")
+
+
+PYC = ("import py_compile, sys, os\n"
+       "for n in ('agent', 'wire'):\n"
+       "    py_compile.compile(os.path.join(sys.argv[1], n + '.py'), os.path.join(sys.argv[2], n + '.pyc'),"
+       " doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+       "print(sys.implementation.cache_tag)")
+
+
+def initramfs(version: str | None) -> str:
+    """rt's initramfs for kernel `version` (cached by the hash of everything in it)."""
+    exe = guest_python()
+    mods = _modules(version) if version else []
+    h = hashlib.sha256()
+    for path in [exe, BUSYBOX, os.path.join(HERE, "agent.py"), os.path.join(HERE, "wire.py"), __file__]:
+        st = os.stat(path)
+        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    h.update(f"{version}:{mods}".encode())
+    out = os.path.join(CACHE, f"initramfs-{version}-{h.hexdigest()[:16]}.cpio")
+    if os.path.exists(out):
+        return out
+    if not os.path.exists(BUSYBOX):
+        raise RtError("hypervisor_kvm: /bin/busybox is missing (apt-get install busybox-static)")
+    import tempfile
+    c = Cpio()
+    for d in ("proc", "sys", "dev", "run", "tmp", "rt"):
+        c.dir(d)
+    c.copy(BUSYBOX)
+    c.symlink("/bin/sh", "busybox")
+    c.file("/init", INIT.format(python=exe).encode(), 0o755)
+    c.copy(exe)
+    for lib in _libraries(exe):
+        c.copy(lib)
+    for path in _python_files(exe):
+        if path.endswith("/os.py"):
+            c.dir(os.path.join(os.path.dirname(path), "lib-dynload"))  # the exec_prefix landmark
+        c.copy(path)
+        if path.endswith(".so"):
+            for lib in _libraries(path):
+                c.copy(lib)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("agent", "wire"):  # byte-compiled by the guest's Python, so it loads them as they are
+            c.copy(os.path.join(HERE, f"{name}.py"), f"/rt/{name}.py")
+        tag = subprocess.run([exe, "-I", "-S", "-c", PYC, HERE, tmp], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        for name in ("agent", "wire"):
+            c.copy(os.path.join(tmp, f"{name}.pyc"), f"/rt/__pycache__/{name}.{tag}.pyc")
+    loaded = []
+    for mod in mods:
+        src = f"/lib/modules/{version}/{mod}"
+        if mod.endswith(".ko"):
+            c.copy(src, f"/lib/modules/{mod}")
+        elif mod.endswith(".ko.xz"):
+            import lzma
+            with open(src, "rb") as f:
+                c.file(f"/lib/modules/{mod[:-3]}", lzma.decompress(f.read()))
+            mod = mod[:-3]
+        else:
+            continue
+        loaded.append(mod)
+    c.file("/rt/modules", "\n".join(loaded).encode() + b"\n")
+    os.makedirs(CACHE, exist_ok=True)
+    _atomic(out, c.bytes())
+    return out

@@ -1,0 +1,25 @@
+"""The hypervisor_kvm plugin hooks (entry point `rt.plugins`)."""
+from rt.core.api import hookimpl
+
+VERSION = "0.1.0"
+
+
+@hookimpl
+def rt_register(registry):
+    registry.add_backend("hypervisor_kvm", "rt.plugins.hypervisor_kvm.backend:VmBackend", version=VERSION,
+                         summary="the workload in a QEMU/KVM virtual machine with its own kernel (Kata-class)")
+
+
+@hookimpl
+def rt_check_spec(spec, plugin):
+    if plugin != "hypervisor_kvm":
+        return
+    from rt.core.api import RtError
+    from .settings import decode
+    decode(spec.annotations)
+    for ns in (spec.linux.namespaces if spec.linux else []):
+        if ns.path:  # a host namespace cannot be shared with a guest kernel
+            raise RtError(f"config.json: $.linux.namespaces: hypervisor_kvm cannot join the host's {ns.type} "
+                          f"namespace ({ns.path}): the workload runs under its own kernel")
+    if spec.vm and spec.vm.image:
+        raise RtError("config.json: $.vm.image: booting disk images is not built yet")

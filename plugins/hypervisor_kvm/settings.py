@@ -1,0 +1,26 @@
+"""The rt.vm.* annotations, decoded and checked into a Struct."""
+import msgspec
+
+from rt.core import api
+
+
+class Vm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    accel: str = "auto"         # auto: KVM when it is usable, else TCG; or kvm / tcg to force one
+    boot_timeout: float = 90.0  # seconds until the agent must answer (TCG on a busy host is slow)
+    memory: float = 0           # MiB; default: linux.resources.memory.limit, else 256
+    cpus: float = 0             # default: from the cpu quota, else 1
+
+
+def decode(annotations: dict | None) -> Vm:
+    raw = api.annotation_settings(annotations, "rt.vm.")
+    vm = api.convert_settings(Vm, raw, numbers=("boot_timeout", "memory", "cpus"))
+    where = 'config.json: $.annotations["rt.vm.{}"]'
+    if vm.accel not in ("auto", "kvm", "tcg"):
+        raise api.RtError(f"{where.format('accel')}: expected auto, kvm or tcg, got {vm.accel!r}")
+    if vm.boot_timeout <= 0:
+        raise api.RtError(f"{where.format('boot_timeout')}: must be positive")
+    if vm.memory and vm.memory < 64:
+        raise api.RtError(f"{where.format('memory')}: at least 64 MiB, got {vm.memory:g}")
+    if vm.cpus < 0 or vm.cpus != int(vm.cpus):
+        raise api.RtError(f"{where.format('cpus')}: expected a whole number of vCPUs")
+    return vm

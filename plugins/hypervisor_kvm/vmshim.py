@@ -1,0 +1,421 @@
+"""The per-VM shim: owns QEMU and virtiofsd, speaks QMP and the agent protocol, relays the
+workload's stdio, and serves rt's verbs on <state>/shim.sock. Its pid is the container's
+pid: it exits with the workload's exit code, after the VM is gone.
+
+Run as `python -I -m rt.plugins.hypervisor_kvm.vmshim STATE_DIR READY_FD`; the plan is
+<state>/vm.json. QEMU and virtiofsd get socketpair fds, so there are no paths to race on.
+"""
+import ctypes
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from rt.plugins.hypervisor_kvm import wire
+
+PR_SET_PDEATHSIG = 1
+GRACE = 2.0  # after SIGKILL through the agent, before QMP quit and SIGKILL of QEMU
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def console_tail(state_dir: str, lines: int = 15) -> str:
+    try:
+        with open(os.path.join(state_dir, "console.log"), "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no console output)"
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(no console output)"
+
+
+class Failed(Exception):
+    pass
+
+
+class Qmp:
+    def __init__(self, sock: socket.socket):
+        self.sock, self.buf = sock, b""
+
+    def _line(self, timeout: float) -> dict:
+        self.sock.settimeout(timeout)
+        while b"\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise Failed("QEMU closed its QMP socket")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def call(self, command: str, timeout: float = 10.0, **args) -> dict:
+        req = {"execute": command}
+        if args:
+            req["arguments"] = args
+        self.sock.sendall(json.dumps(req).encode() + b"\n")
+        while True:
+            reply = self._line(timeout)
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise Failed(f"QMP {command}: {reply['error'].get('desc')}")
+
+    def handshake(self, timeout: float) -> None:
+        self._line(timeout)  # the greeting
+        self.call("qmp_capabilities", timeout)
+
+
+class Shim:
+    def __init__(self, state_dir: str, ready_fd: int):
+        self.dir, self.ready_fd = state_dir, ready_fd
+        with open(os.path.join(state_dir, "vm.json")) as f:
+            self.plan = json.load(f)
+        self.children: list[subprocess.Popen] = []
+        self.qemu = None
+        self.qmp = None
+        self.agent = None
+        self.sel = selectors.DefaultSelector()
+        self.dec = wire.Decoder()
+        self.sessions: dict[int, dict] = {}  # sid -> {"conn", "fds", ...}
+        self.calls: dict[int, socket.socket] = {}  # sid of a pending control call -> its client
+        self.next_sid = 1
+        self.exit_code = None
+        self.kill_deadline = None
+
+    # --- boot ---------------------------------------------------------------------
+    def _spawn(self, cmd: list[str], fds: list[int], log: str) -> subprocess.Popen:
+        with open(os.path.join(self.dir, log), "ab") as out:
+            p = subprocess.Popen(cmd, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                 preexec_fn=_die_with_parent)
+        self.children.append(p)
+        return p
+
+    def boot(self) -> None:
+        p = self.plan
+        args = [p["qemu"], "-name", f"rt-{p['id']}", "-machine", f"microvm,accel={p['accel']},acpi=on,memory-backend=mem",
+                "-object", f"memory-backend-memfd,id=mem,size={p['memory_mb']}M,share=on",
+                "-cpu", "host" if p["accel"] == "kvm" else "max", "-m", f"{p['memory_mb']}M", "-smp", str(p["cpus"]),
+                "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+                "-serial", f"file:{os.path.join(self.dir, 'console.log')}",
+                "-kernel", p["kernel"], "-initrd", p["initrd"], "-append", p["append"],
+                "-global", "virtio-mmio.force-legacy=off", "-device", "virtio-serial-device"]
+        fds = []
+
+        def pair() -> int:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            fds.append(theirs.fileno())
+            keep.append(theirs)
+            return ours, theirs.fileno()
+        keep: list[socket.socket] = []
+        agent, afd = pair()
+        args += ["-chardev", f"socket,id=agent,fd={afd}", "-device", "virtserialport,chardev=agent,name=rt.agent"]
+        qmp, qfd = pair()
+        args += ["-chardev", f"socket,id=qmp,fd={qfd}", "-mon", "chardev=qmp,mode=control"]
+        for share in p["shares"]:
+            # virtiofsd accepts on the fd it gets: give it a listener that already holds
+            # QEMU's connection in its backlog (an autobound abstract address, never a path)
+            theirs = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            theirs.bind("")
+            theirs.listen(1)
+            ours = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            ours.connect(theirs.getsockname())
+            self._spawn([p["virtiofsd"], f"--fd={theirs.fileno()}", "-o", f"source={share['path']}",
+                         "-o", "cache=auto", "-o", "xattr"], [theirs.fileno()], "virtiofsd.log")
+            theirs.close()
+            keep.append(ours)
+            fds.append(ours.fileno())
+            args += ["-chardev", f"socket,id={share['tag']},fd={ours.fileno()}",
+                     "-device", f"vhost-user-fs-device,chardev={share['tag']},tag={share['tag']}"]
+        if p.get("tap"):
+            args += ["-netdev", f"tap,id=net0,ifname={p['tap']},script=no,downscript=no",
+                     "-device", f"virtio-net-device,netdev=net0,mac={p['mac']}"]
+        self.qemu = self._spawn(args, fds, "qemu.log")
+        for s in keep:
+            s.close()
+        self.qmp = Qmp(qmp)
+        deadline = time.monotonic() + p["boot_timeout"]
+        try:
+            self.qmp.handshake(p["boot_timeout"])
+        except (OSError, Failed, ValueError) as e:
+            raise Failed(f"QEMU did not start: {e}: {self._log_tail('qemu.log')}")
+        self.agent = agent
+        hello = self._agent_reply(0, deadline, "the guest agent did not come up")
+        if hello.get("op") != "hello":
+            raise Failed(f"unexpected first message from the agent: {hello}")
+        self.agent.sendall(wire.msg(dict(p["create"], op="create")))
+        created = self._agent_reply(0, deadline + 30, "the guest agent did not create the container")
+        if created.get("op") != "created":
+            raise Failed(created.get("error", str(created)))
+
+    def _log_tail(self, name: str) -> str:
+        try:
+            with open(os.path.join(self.dir, name), "rb") as f:
+                return f.read()[-2000:].decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def _agent_reply(self, sid: int, deadline: float, what: str) -> dict:
+        """Block for the agent's next message on `sid` during boot (nothing else runs yet)."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.qemu.poll() is not None:
+                why = "timed out" if self.qemu.poll() is None else f"QEMU exited with {self.qemu.returncode}"
+                raise Failed(f"{what} ({why}); guest console:\n{console_tail(self.dir)}")
+            self.agent.settimeout(min(left, 0.5))
+            try:
+                data = self.agent.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                raise Failed(f"{what} (the agent port closed); guest console:\n{console_tail(self.dir)}")
+            for kind, got_sid, payload in self.dec.feed(data):
+                if kind == wire.MSG and got_sid == sid:
+                    return payload
+                self._from_agent(kind, got_sid, payload)
+
+    # --- running ------------------------------------------------------------------
+    def _send(self, obj: dict, sid: int = 0) -> None:
+        self.agent.sendall(wire.msg(obj, sid))
+
+    def _from_agent(self, kind: int, sid: int, payload) -> None:
+        if kind in (wire.STDOUT, wire.STDERR):
+            s = self.sessions.get(sid)
+            fd = (s["fds"][1 if kind == wire.STDOUT else 2]) if s else None
+            if fd is not None:
+                try:
+                    wire.write_all(fd, payload)
+                    s["written"][kind] += len(payload)
+                except OSError:
+                    pass  # the reader went away; the workload is not stopped for it
+            return
+        if kind != wire.MSG:
+            return
+        op = payload.get("op")
+        if op == "exit":
+            s = self.sessions.get(sid)
+            if s is not None:
+                for k in (wire.STDOUT, wire.STDERR):  # every byte the agent sent was written above
+                    if s["written"][k] != payload["stdout" if k == wire.STDOUT else "stderr"]:
+                        print(f"rt-vmshim: session {sid}: {s['written'][k]} of "
+                              f"{payload['stdout' if k == wire.STDOUT else 'stderr']} bytes delivered",
+                              file=sys.stderr)
+            if sid == 0:
+                self.exit_code = payload["status"]
+            else:
+                self._end_session(sid, payload["status"])
+            return
+        conn = self.calls.pop(sid, None)
+        if conn is not None:
+            self._reply(conn, payload)
+            if op == "error" and sid in self.sessions:
+                self._end_session(sid, None)
+
+    def _reply(self, conn: socket.socket, obj: dict) -> None:
+        try:
+            conn.sendall(wire.msg(obj))
+        except OSError:
+            pass
+
+    def _end_session(self, sid: int, status) -> None:
+        s = self.sessions.pop(sid, None)
+        if not s:
+            return
+        if s.get("stdin_fd") is not None:
+            self._unwatch(s["stdin_fd"])
+        if status is not None:
+            self._reply(s["conn"], {"op": "exit", "status": status})
+        self._drop_client(s["conn"])
+        for fd in set(s["fds"]):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _unwatch(self, fileobj) -> None:
+        try:
+            self.sel.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def _drop_client(self, conn: socket.socket) -> None:
+        self._unwatch(conn)
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+    def _watch_stdin(self, fd: int, sid: int) -> None:
+        try:
+            self.sel.register(fd, selectors.EVENT_READ, ("stdin", sid))
+            os.set_blocking(fd, False)
+        except PermissionError:  # a regular file or /dev/null cannot be polled: send it whole
+            while True:
+                data = os.read(fd, 65536)
+                if not data:
+                    break
+                self.agent.sendall(wire.frame(wire.STDIN, sid, data))
+            self.agent.sendall(wire.frame(wire.EOF, sid, b""))
+            if sid in self.sessions:
+                self.sessions[sid]["stdin_fd"] = None
+
+    def _on_stdin(self, fd: int, sid: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if data:
+            self.agent.sendall(wire.frame(wire.STDIN, sid, data))
+        else:
+            self._unwatch(fd)
+            if sid in self.sessions:
+                self.sessions[sid]["stdin_fd"] = None
+            self.agent.sendall(wire.frame(wire.EOF, sid, b""))
+
+    def _on_client(self, conn: socket.socket) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            for sid, s in list(self.sessions.items()):
+                if s["conn"] is conn:  # the exec waiter died: its process loses its stdio
+                    self._send({"op": "signal", "target": sid, "sig": signal.SIGHUP}, sid)
+                    self._end_session(sid, None)
+            self._drop_client(conn)
+            return
+        for _, _, req in wire.Decoder().feed(data):
+            self._request(conn, req, fds)
+
+    def _request(self, conn: socket.socket, req: dict, fds: list[int]) -> None:
+        op = req.get("op")
+        try:
+            if op in ("start", "ps", "signal"):
+                sid = self._sid()
+                self.calls[sid] = conn
+                self._send(dict(req, target=0), sid)
+                if op == "signal" and req["sig"] == signal.SIGKILL and self.kill_deadline is None:
+                    self.kill_deadline = time.monotonic() + GRACE
+                if op == "start" and self.sessions[0].get("stdin_fd") is not None:
+                    self._watch_stdin(self.sessions[0]["stdin_fd"], 0)
+            elif op in ("pause", "resume"):
+                self.qmp.call("stop" if op == "pause" else "cont")
+                self._reply(conn, {"op": "ok"})
+            elif op == "exec":
+                sid = self._sid()
+                self.sessions[sid] = {"conn": conn, "fds": fds, "stdin_fd": fds[0],
+                                      "written": {wire.STDOUT: 0, wire.STDERR: 0}}
+                self.calls[sid] = conn
+                self._send({"op": "exec", "process": req["process"]}, sid)
+                self._watch_stdin(fds[0], sid)
+            elif op == "resize":
+                self._send({"op": "resize", "rows": req["rows"], "cols": req["cols"]}, req["sid"])
+            else:
+                self._reply(conn, {"op": "error", "error": f"unknown request {op!r}"})
+        except (OSError, Failed, KeyError) as e:
+            self._reply(conn, {"op": "error", "error": f"{op}: {e}"})
+
+    def _sid(self) -> int:
+        self.next_sid += 1
+        return self.next_sid
+
+    def serve(self) -> int:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = os.path.join(self.dir, "shim.sock")
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(16)
+        stdin = 0 if self.plan["stdin"] else None
+        self.sessions[0] = {"conn": None, "fds": (stdin, 1, 2), "stdin_fd": stdin,
+                            "written": {wire.STDOUT: 0, wire.STDERR: 0}}
+        if stdin is None:
+            self.agent.sendall(wire.frame(wire.EOF, 0, b""))
+        self.agent.setblocking(True)
+        self.agent.settimeout(None)
+        self.sel.register(self.agent, selectors.EVENT_READ, ("agent",))
+        self.sel.register(listener, selectors.EVENT_READ, ("listen",))
+        qemu_fd = os.pidfd_open(self.qemu.pid)
+        self.sel.register(qemu_fd, selectors.EVENT_READ, ("qemu",))
+        os.write(self.ready_fd, json.dumps({"ok": True, "qemu": self.qemu.pid}).encode())
+        os.close(self.ready_fd)
+        while self.exit_code is None:
+            timeout = None if self.kill_deadline is None else max(0.0, self.kill_deadline - time.monotonic())
+            events = self.sel.select(timeout)
+            if self.kill_deadline is not None and time.monotonic() >= self.kill_deadline:
+                self.exit_code = 128 + signal.SIGKILL  # the agent did not deliver it in time
+                break
+            for key, _ in events:
+                what = key.data
+                if what[0] == "agent":
+                    data = self.agent.recv(65536)
+                    if not data:
+                        self.exit_code = 128 + signal.SIGKILL
+                        break
+                    for frame in self.dec.feed(data):
+                        self._from_agent(*frame)
+                elif what[0] == "listen":
+                    conn, _ = listener.accept()
+                    self.sel.register(conn, selectors.EVENT_READ, ("client", conn))
+                elif what[0] == "client":
+                    self._on_client(what[1])
+                elif what[0] == "stdin":
+                    self._on_stdin(key.fd, what[1])
+                elif what[0] == "qemu":
+                    self.qemu.wait()
+                    self.exit_code = 128 + signal.SIGKILL  # the VM went away under us
+                    break
+        listener.close()
+        os.unlink(path)
+        return self.exit_code
+
+    def shutdown(self) -> None:
+        t0 = time.monotonic()
+        if self.qemu and self.qemu.poll() is None and self.qmp:
+            try:
+                self.qmp.call("quit", timeout=1.0)
+            except (OSError, Failed, ValueError):
+                pass
+        for p in self.children:
+            try:
+                p.wait(timeout=max(0.05, 1.0 - (time.monotonic() - t0)))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for p in self.children:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def main() -> None:
+    state_dir, ready_fd = sys.argv[1], int(sys.argv[2])
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    shim = Shim(state_dir, ready_fd)
+    code = 255
+    try:
+        try:
+            shim.boot()
+        except (Failed, OSError) as e:
+            try:
+                os.write(ready_fd, json.dumps({"ok": False, "error": str(e)}).encode())
+            except OSError:
+                pass
+            code = 1
+        else:
+            code = shim.serve()
+    finally:
+        shim.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
