@@ -85,3 +85,12 @@ def test_pids_limit(podman):
 def test_runtime_is_the_one_under_test(podman):
     p = podman(["info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.OCIRuntime.Path}}"])
     assert p.stdout.split() == ["rt", podman.rt]
+
+
+def test_vm_through_podman(podman):
+    """The same image in a VM, chosen by annotation: the guest kernel answers uname."""
+    import os
+    import platform
+    p = podman(["run", "--rm", "--annotation", "rt.plugin=hypervisor_kvm", IMG, "sh", "-c", "uname -r; exit 7"])
+    assert p.returncode == 7, p.stderr
+    assert p.stdout.strip() != platform.release() and p.stdout.strip() in os.listdir("/lib/modules")

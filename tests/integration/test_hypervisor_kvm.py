@@ -1,0 +1,153 @@
+"""hypervisor_kvm: the busybox bundle in a QEMU microvm (TCG here, as /dev/kvm is PVM),
+with its own kernel, through the real CLI; nothing (QEMU, virtiofsd, cgroup, tap) left over."""
+import json
+import os
+import platform
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import is_rt, processes_with, runtime_path
+
+pytestmark = pytest.mark.root
+if not is_rt(runtime_path()):
+    pytest.skip("rt's hypervisor_kvm plugin", allow_module_level=True)
+
+VM = {"rt.plugin": "hypervisor_kvm"}
+
+
+@pytest.fixture(autouse=True)
+def needs_qemu():
+    import glob
+    import shutil
+    missing = [what for what, ok in (("qemu-system-x86_64", shutil.which("qemu-system-x86_64")),
+                                     ("a guest kernel in /boot", glob.glob("/boot/vmlinuz-*")))
+               if not ok]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run scripts/setup")
+
+
+def vm_processes(root: str) -> list[int]:
+    return processes_with(b"qemu-system") + processes_with(b"virtiofsd") + processes_with(root.encode(), b"vmshim")
+
+
+@pytest.fixture
+def vm_bundle(make_bundle):
+    def make(args, annotations=None, edit=None):
+        def change(cfg):
+            cfg["annotations"] = {**VM, **(annotations or {})}
+            if edit:
+                edit(cfg)
+        return make_bundle(args, edit=change)
+    return make
+
+
+@pytest.fixture
+def clean(runtime, no_leaks):
+    before = set(vm_processes(""))
+    yield
+    deadline = time.monotonic() + 5
+    while set(vm_processes("")) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(vm_processes("")) - before, "leaked QEMU, virtiofsd or shim"
+
+
+def test_run_gives_guest_kernel_output_and_exit_code(runtime, vm_bundle, clean):
+    b = vm_bundle(["sh", "-c", "uname -r; echo to-stderr >&2; hostname; exit 7"])
+    p = runtime("run", "--bundle", b, "vm-run", stdin=subprocess.DEVNULL, timeout=180)
+    assert p.returncode == 7, p.stderr
+    release, host = p.stdout.split()[0], platform.release()
+    assert release != host and release in os.listdir("/lib/modules")  # the guest kernel's, not the host's
+    assert p.stdout.split()[1] == "rt-test"
+    assert "to-stderr" in p.stderr
+    assert not os.path.exists(os.path.join(runtime.root, "vm-run"))
+
+
+def test_lifecycle_exec_pause_kill_delete(runtime, vm_bundle, clean):
+    b = vm_bundle(["sh", "-c", "trap 'echo term; exit 42' TERM; while true; do sleep 0.1; done"])
+    runtime.create("vm-life", b, check=True, timeout=180)
+    st = runtime.state("vm-life")
+    assert st["status"] == "created" and st["pid"] > 0
+    runtime("start", "vm-life", check=True)
+    assert runtime.state("vm-life")["status"] == "running"
+    p = runtime("exec", "vm-life", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 3")
+    assert p.returncode == 3 and "agent" in p.stdout
+    p = runtime("exec", "vm-life", "cat", input="through stdin\n")
+    assert p.returncode == 0 and p.stdout == "through stdin\n"
+    assert runtime("exec", "vm-life", "/no/such").returncode == 127
+    pids = json.loads(runtime("ps", "--format", "json", "vm-life", check=True).stdout)
+    assert st["pid"] in pids and any(b"qemu-system" in open(f"/proc/{p}/cmdline", "rb").read() for p in pids)
+    runtime("pause", "vm-life", check=True)
+    assert runtime.state("vm-life")["status"] == "paused"
+    runtime("resume", "vm-life", check=True)
+    assert runtime.state("vm-life")["status"] == "running"
+    runtime("kill", "vm-life", "TERM", check=True)
+    deadline = time.monotonic() + 30
+    while runtime.state("vm-life")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runtime.state("vm-life")["status"] == "stopped"
+    runtime("delete", "vm-life", check=True)
+    assert runtime("state", "vm-life").returncode == 1
+
+
+def test_exit_code_of_sigkill_and_exec_detach(runtime, vm_bundle, tmp_path, clean):
+    b = vm_bundle(["sleep", "1000"])
+    proc = subprocess.Popen([runtime.path, "--root", runtime.root, "run", "--bundle", b, "vm-kill"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if runtime("state", "vm-kill").returncode == 0 and runtime.state("vm-kill")["status"] == "running":
+            break
+        time.sleep(0.1)
+    pidfile = tmp_path / "exec.pid"
+    runtime("exec", "-d", "--pid-file", str(pidfile), "vm-kill", "sleep", "1000", check=True,
+            stdout=subprocess.DEVNULL)  # the detached process keeps its stdio, as under runc
+    assert int(pidfile.read_text()) > 0
+    runtime("kill", "vm-kill", "KILL", check=True)
+    assert proc.wait(timeout=60) == 137
+
+
+def test_qemu_killed_from_outside(runtime, vm_bundle, clean):
+    b = vm_bundle(["sleep", "1000"])
+    runtime.create("vm-ext", b, check=True, timeout=180)
+    runtime("start", "vm-ext", check=True)
+    shim = runtime.state("vm-ext")["pid"]
+    qemu = [p for p in processes_with(b"qemu-system") if open(f"/proc/{p}/stat").read().split()[3] == str(shim)]
+    assert len(qemu) == 1
+    os.kill(qemu[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while runtime.state("vm-ext")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runtime.state("vm-ext")["status"] == "stopped"
+    runtime("delete", "vm-ext", check=True)
+
+
+def test_missing_kernel_is_a_clear_error(runtime, vm_bundle, clean):
+    b = vm_bundle(["true"], edit=lambda c: c.update(vm={"kernel": {"path": "/no/such/vmlinuz"}}))
+    p = runtime.create("vm-nokernel", b)
+    assert p.returncode == 1 and "guest kernel /no/such/vmlinuz: no such file" in p.stderr
+    assert not os.path.exists(os.path.join(runtime.root, "vm-nokernel"))
+
+
+def test_kernel_that_never_reaches_the_agent_times_out_with_console_tail(runtime, vm_bundle, clean):
+    import glob
+    kernel = sorted(glob.glob("/boot/vmlinuz-*"))[-1]
+    # the kernel runs busybox's sleep as init instead of rt's: no agent ever answers
+    b = vm_bundle(["true"], annotations={"rt.vm.boot_timeout": "4"},
+                  edit=lambda c: c.update(vm={"kernel": {"path": kernel, "parameters": [
+                      "loglevel=7", "rdinit=/bin/busybox", "sleep", "60"]}}))
+    p = runtime.create("vm-noagent", b, timeout=120)
+    assert p.returncode == 1
+    assert "did not come up (timed out); guest console:" in p.stderr
+    assert "Linux version" in p.stderr or "Run /bin/busybox" in p.stderr
+
+
+def test_bad_annotations_and_host_namespaces(runtime, vm_bundle, clean):
+    p = runtime.create("vm-bad", vm_bundle(["true"], annotations={"rt.vm.accel": "warp"}))
+    assert p.returncode == 1 and "expected auto, kvm or tcg, got 'warp'" in p.stderr
+    p = runtime.create("vm-bad", vm_bundle(["true"], edit=lambda c: c["linux"]["namespaces"].append(
+        {"type": "ipc", "path": f"/proc/{os.getpid()}/ns/ipc"}) or c["linux"]["namespaces"].remove({"type": "ipc"})))
+    assert p.returncode == 1 and "cannot join the host's ipc namespace" in p.stderr
+    assert not os.listdir(runtime.root) if os.path.exists(runtime.root) else True
