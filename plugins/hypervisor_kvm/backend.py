@@ -136,6 +136,8 @@ class VmBackend(api.Backend):
             cpus = max(1, -(-res.cpu.quota // res.cpu.period))
         cpus = min(cpus, os.cpu_count() or 1)
         append = "console=ttyS0 quiet panic=-1 reboot=t"
+        if accel == "tcg":
+            append += "".join(f" {a}" for a in guest.tcg_kernel_args())
         if spec.vm and spec.vm.kernel.parameters:
             append += " " + " ".join(spec.vm.kernel.parameters)
         path = api.normalize_cgroup_path(spec.linux.cgroups_path if spec.linux else "", req.id)

@@ -84,6 +84,22 @@ def vmlinux(path: str, warn=lambda m: None) -> str:
     return path
 
 
+def tcg_kernel_args() -> list[str]:
+    """Under TCG the guest's TSC is the host's, and calibrating it against the emulated PIT
+    fails when the host is busy (the guest then hangs with no clocksource): pass the rate."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return []
+    if " constant_tsc" not in info:
+        return []
+    for line in info.splitlines():
+        if line.startswith("cpu MHz"):
+            return [f"tsc_early_khz={int(float(line.split(':')[1]) * 1000)}"]
+    return []
+
+
 # --- initramfs ---------------------------------------------------------------------
 class Cpio:
     """A newc archive, as the kernel unpacks into its rootfs."""

@@ -151,3 +151,22 @@ def test_bad_annotations_and_host_namespaces(runtime, vm_bundle, clean):
         {"type": "ipc", "path": f"/proc/{os.getpid()}/ns/ipc"}) or c["linux"]["namespaces"].remove({"type": "ipc"})))
     assert p.returncode == 1 and "cannot join the host's ipc namespace" in p.stderr
     assert not os.listdir(runtime.root) if os.path.exists(runtime.root) else True
+
+
+def test_tap_on_a_private_bridge_and_address_in_the_guest(runtime, vm_bundle, clean):
+    """rt.net.* as for lxc_system: a tap on an rt bridge (TEST-NET-1, nothing routed), the
+    leased address and route set inside the guest by the agent, the tap gone after delete."""
+    from rt.core.api import link_name, mac_for
+    bridge = "rt-test-vmbr"
+    b = vm_bundle(["sh", "-c", "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; ip route"],
+                  annotations={"rt.net.bridge": bridge, "rt.net.subnet": "192.0.2.0/24"})
+    try:
+        p = runtime("run", "--bundle", b, "vm-net", stdin=subprocess.DEVNULL, timeout=180)
+        assert p.returncode == 0, p.stderr
+        assert mac_for("vm-net") in p.stdout
+        assert "inet 192.0.2.2/24" in p.stdout and "default via 192.0.2.1 dev eth0" in p.stdout
+        assert not os.path.exists(f"/sys/class/net/{link_name('rtt', 'vm-net')}")
+        with open(os.path.join(runtime.root, "ipam", "192.0.2.0_24.json")) as f:
+            assert json.load(f) == {}
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], stderr=subprocess.DEVNULL)
