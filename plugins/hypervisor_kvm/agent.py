@@ -17,7 +17,7 @@ import wire  # noqa: E402
 BB = "/bin/busybox"
 ROOT = "/run/rt/root"
 SHARES = "/run/rt/shares"
-TIOCSCTTY, TIOCSWINSZ = 0x540E, 0x5414
+TIOCSCTTY, TIOCSWINSZ, TIOCSPTLCK, TIOCGPTN = 0x540E, 0x5414, 0x40045431, 0x80045430
 
 
 def log(text: str) -> None:
@@ -141,6 +141,18 @@ class Session:
         self.gate = None  # write end that releases a created workload
 
 
+def open_pty() -> tuple[int, int]:
+    """A pty from the container's own devpts, so the process's tty has a name in its /dev."""
+    ptmx = os.path.join(ROOT, "dev", "pts", "ptmx")
+    if not os.path.exists(ptmx):
+        return os.openpty()
+    import fcntl
+    master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, bytes(4))
+    n = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, bytes(4)), "little")
+    return master, os.open(os.path.join(ROOT, "dev", "pts", str(n)), os.O_RDWR | os.O_NOCTTY)
+
+
 def lookup(name: str, path: str) -> str:
     """execvp's search, without os.execvpe (which imports `warnings`)."""
     if "/" in name:
@@ -155,7 +167,7 @@ def lookup(name: str, path: str) -> str:
 def spawn(sid: int, p: dict, gated: bool) -> Session:
     s = Session(sid)
     if p.get("tty"):
-        master, slave = os.openpty()
+        master, slave = open_pty()
         if p.get("rows"):
             set_winsize(master, p["rows"], p["cols"])
         child_fds = (slave, slave, slave)

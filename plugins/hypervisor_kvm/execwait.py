@@ -18,6 +18,13 @@ def _raw(fd: int) -> None:
     termios.tcsetattr(fd, TCSANOW, attrs)
 
 
+def _winsize(fd: int) -> tuple[int, int]:
+    import fcntl
+    import termios
+    raw = fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8))
+    return int.from_bytes(raw[0:2], "little"), int.from_bytes(raw[2:4], "little")
+
+
 def spawn_waiter(state_dir: str, process: dict, console: int | None) -> int:
     """Fork the waiter; returns its pid once the shim has started the process."""
     r, w = os.pipe()
@@ -60,14 +67,22 @@ def spawn_waiter(state_dir: str, process: dict, console: int | None) -> int:
             os.write(w, b"the container's VM is not running")
             os._exit(255)
         socket.send_fds(s, [wire.msg({"op": "exec", "process": process})], fds)
-        if console is not None:
-            os.close(fds[0])
+        watch = fds[0] if console is not None else None  # kept, to follow the host pty's size
         devnull = os.open("/dev/null", os.O_RDWR)
         for i in range(3):  # the guest process owns the stdio now
             os.dup2(devnull, i)
         dec = wire.Decoder()
         reported = False
+        size = None
         while True:
+            if watch is not None:
+                import select
+                if not select.select([s], [], [], 0.25)[0]:
+                    now = _winsize(watch)
+                    if reported and now != size and now[0]:
+                        size = now
+                        s.sendall(wire.msg({"op": "resize", "rows": now[0], "cols": now[1]}))
+                    continue
             data = s.recv(65536)
             if not data:
                 break

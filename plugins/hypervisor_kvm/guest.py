@@ -203,6 +203,8 @@ INIT = """#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox mkdir -p /dev/pts
+/bin/busybox mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 /bin/busybox mount -t tmpfs run /run
 for m in $(/bin/busybox cat /rt/modules); do /bin/busybox insmod /lib/modules/$m 2>/dev/null; done
 exec {python} -I -S -B -c "import sys; sys.path.insert(0, '/rt'); import agent; agent.main()"

@@ -316,8 +316,10 @@ class Shim:
                 self.calls[sid] = conn
                 self._send({"op": "exec", "process": req["process"]}, sid)
                 self._watch_stdin(fds[0], sid)
-            elif op == "resize":
-                self._send({"op": "resize", "rows": req["rows"], "cols": req["cols"]}, req["sid"])
+            elif op == "resize":  # from an exec waiter whose host pty changed size
+                for sid, sess in self.sessions.items():
+                    if sess["conn"] is conn:
+                        self._send({"op": "resize", "rows": req["rows"], "cols": req["cols"]}, sid)
             else:
                 self._reply(conn, {"op": "error", "error": f"unknown request {op!r}"})
         except (OSError, Failed, KeyError) as e:

@@ -170,3 +170,15 @@ def test_tap_on_a_private_bridge_and_address_in_the_guest(runtime, vm_bundle, cl
             assert json.load(f) == {}
     finally:
         subprocess.run(["ip", "link", "del", bridge], stderr=subprocess.DEVNULL)
+
+
+def test_exec_tty_follows_the_host_terminal(runtime, vm_bundle, clean):
+    """exec -t: a guest pty from the container's own devpts, sized like the host terminal."""
+    runtime("run", "-d", "--bundle", vm_bundle(["sleep", "1000"]), "vm-tty", check=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=180)
+    cmd = (f"stty rows 33 cols 101; {runtime.path} --root {runtime.root} exec -t vm-tty "
+           "sh -c 'tty; sleep 0.6; stty size; exit 4'; echo rc=$?")
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=60)
+    assert "/dev/pts/0" in p.stdout and "33 101" in p.stdout and "rc=4" in p.stdout, p.stdout + p.stderr
+    runtime("delete", "-f", "vm-tty", check=True)
