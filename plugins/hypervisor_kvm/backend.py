@@ -233,6 +233,9 @@ class VmBackend(api.Backend):
             pass
 
     def kill(self, c, sig: int, all: bool = False) -> None:
+        if c.record.get("paused"):  # a stopped VM's agent cannot answer; the signal waits in the guest
+            self.resume(c)
+            c.record["paused"] = False
         try:
             _call(c, {"op": "signal", "sig": sig, "all": all}, timeout=10)
         except (api.RtError, OSError):
