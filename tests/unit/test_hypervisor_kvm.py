@@ -1,0 +1,92 @@
+"""hypervisor_kvm logic that needs no VM: frames, settings, mounts to shares, the cpio writer."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from rt.core.errors import RtError
+from rt.plugins.hypervisor_kvm import backend, guest, settings, wire
+from rt.spec import load_config
+
+
+def test_frames_survive_any_split():
+    data = wire.msg({"op": "exit", "status": 3}, 7) + wire.frame(wire.STDOUT, 0, b"x" * 1000)
+    for cut in range(len(data)):
+        d = wire.Decoder()
+        got = d.feed(data[:cut]) + d.feed(data[cut:])
+        assert got == [(wire.MSG, 7, {"op": "exit", "status": 3}), (wire.STDOUT, 0, b"x" * 1000)]
+
+
+def test_oversized_frame_is_refused():
+    with pytest.raises(ValueError):
+        wire.Decoder().feed((wire.MAX_PAYLOAD + 1).to_bytes(4, "big") + bytes(5))
+
+
+@pytest.mark.parametrize("ann, msg", [
+    ({"rt.vm.accel": "warp"}, "expected auto, kvm or tcg"),
+    ({"rt.vm.memory": "32"}, "at least 64 MiB"),
+    ({"rt.vm.cpus": "1.5"}, "whole number"),
+    ({"rt.vm.boot_timeout": "soon"}, "expected a number"),
+    ({"rt.vm.color": "red"}, "unknown setting"),
+])
+def test_bad_settings(ann, msg):
+    with pytest.raises(RtError) as e:
+        settings.decode(ann)
+    assert msg in e.value.msg
+
+
+def test_forced_tcg_needs_no_kvm():
+    assert backend.choose_accel("tcg")[0] == "tcg"
+
+
+def test_binds_share_one_directory_each(tmp_path):
+    (tmp_path / "d").mkdir()
+    for name in ("hosts", "resolv.conf"):
+        (tmp_path / name).write_text("x")
+    cfg = {"ociVersion": "1.2.0", "root": {"path": "r"}, "mounts": [
+        {"destination": "/etc/hosts", "type": "bind", "source": str(tmp_path / "hosts"), "options": ["rbind", "ro"]},
+        {"destination": "/etc/resolv.conf", "source": str(tmp_path / "resolv.conf"), "options": ["bind"]},
+        {"destination": "/data", "type": "none", "source": str(tmp_path / "d"), "options": ["rbind"]},
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/x", "type": "nfs", "source": "srv:/x"}]}
+    warnings = []
+    mounts, shares = backend.guest_mounts(load_config(json.dumps(cfg)), warnings.append)
+    assert shares == [{"tag": "rt1", "path": str(tmp_path)}, {"tag": "rt2", "path": str(tmp_path / "d")}]
+    assert [(m["destination"], m.get("share"), m.get("sub")) for m in mounts] == [
+        ("/etc/hosts", "rt1", "hosts"), ("/etc/resolv.conf", "rt1", "resolv.conf"), ("/data", "rt2", ""),
+        ("/proc", None, None)]
+    assert warnings and "/x" in warnings[0]
+
+
+def test_missing_bind_source_is_an_error():
+    cfg = {"ociVersion": "1.2.0", "root": {"path": "r"},
+           "mounts": [{"destination": "/a", "type": "bind", "source": "/no/such", "options": ["bind"]}]}
+    with pytest.raises(RtError, match="bind source /no/such does not exist"):
+        backend.guest_mounts(load_config(json.dumps(cfg)), print)
+
+
+def test_cpio_archive_reads_back(tmp_path):
+    c = guest.Cpio()
+    c.file("/rt/agent.py", b"print(1)\n")
+    c.symlink("/bin/sh", "busybox")
+    c.dir("/proc")
+    (tmp_path / "a.cpio").write_bytes(c.bytes())
+    out = subprocess.run(["cpio", "-it"], stdin=open(tmp_path / "a.cpio", "rb"), capture_output=True, text=True)
+    assert set(out.stdout.split()) == {"rt", "rt/agent.py", "bin", "bin/sh", "proc"}
+
+
+def test_kernel_version_from_a_name(tmp_path):
+    k = tmp_path / "vmlinuz-6.1.0-9-cloud-amd64"
+    k.write_bytes(b"not a bzImage")
+    assert guest.kernel_version(str(k)) == "6.1.0-9-cloud-amd64"
+
+
+def test_missing_kernel_file():
+    with pytest.raises(RtError, match="no such file"):
+        guest.vmlinux("/no/such/kernel")
+
+
+def test_tcg_kernel_args_name_the_tsc_rate():
+    args = guest.tcg_kernel_args()
+    assert all(a.startswith("tsc_early_khz=") and int(a.split("=")[1]) > 0 for a in args)
