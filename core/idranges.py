@@ -1,7 +1,5 @@
 """Subordinate id ranges for unprivileged (user-namespaced) containers, allocated by rt
 itself in its root: no hand-editing of /etc/subuid."""
-import fcntl
-import json
 import os
 
 from .errors import RtError
@@ -14,23 +12,8 @@ class IdRanges:
         self.path = os.path.join(root, "idranges.json")
 
     def _locked(self, change):
-        os.makedirs(os.path.dirname(self.path), mode=0o711, exist_ok=True)
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                with open(self.path) as f:
-                    owners = json.load(f)
-            except FileNotFoundError:
-                owners = {}
-            result = change(owners)
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(owners, f)
-            os.rename(tmp, self.path)
-            return result
-        finally:
-            os.close(fd)
+        from .lockedjson import update
+        return update(self.path, change, 0o711)
 
     def lease(self, cid: str) -> int:
         """The first host id of the range for `cid` (the same one if it has one already)."""

@@ -4,7 +4,6 @@ veth pairs and taps, configured with pyroute2 (netlink), never by running `ip`.
 
 pyroute2 is imported on first use: it costs ~100 ms, and only these plugins need it.
 """
-import fcntl
 import hashlib
 import ipaddress
 import json
@@ -46,23 +45,8 @@ class Ipam:
         return ipaddress.ip_interface(f"{next(self.net.hosts())}/{self.net.prefixlen}")
 
     def _locked(self, change):
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                with open(self.path) as f:
-                    leases = json.load(f)
-            except FileNotFoundError:
-                leases = {}
-            result = change(leases)
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(leases, f)
-            os.rename(tmp, self.path)
-            return result
-        finally:
-            os.close(fd)
+        from .lockedjson import update
+        return update(self.path, change, 0o700)
 
     def lease(self, cid: str, want: str | None = None) -> ipaddress.IPv4Interface:
         """An address for `cid` (`want` if given and free)."""
