@@ -9,7 +9,7 @@ from .errors import NotFound, NotSupported, RtError
 __all__ = ["Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
-           "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings"]
+           "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -40,6 +40,7 @@ _LAZY = {
     "net_settings": (".netconf", "decode"),
     "annotation_settings": (".netconf", "settings"),
     "convert_settings": (".netconf", "convert"),
+    "bench": (".bench.targets", None),
 }
 
 
@@ -51,6 +52,8 @@ def __getattr__(name):
     if name == "hookimpl":
         import pluggy
         value = pluggy.HookimplMarker("rt")
+    elif attr is None:  # a whole module
+        value = importlib.import_module(mod, __package__)
     else:
         value = getattr(importlib.import_module(mod, __package__), attr)
     globals()[name] = value

@@ -33,3 +33,12 @@ def rt_check_spec(spec, plugin):
 @hookspec
 def rt_features(features):
     """Add to the ``rt features`` document (a dict in runtime-spec features.md shape)."""
+
+
+@hookspec
+def rt_bench_targets(bench):
+    """Add targets to ``rt bench``: ``bench.add(target)`` with an ``rt.core.api.BenchTarget``
+    (usually an ``OciBenchTarget`` for the plugin's own backend) and any peer it is compared
+    with (runc, LXC, a bare QEMU). Called only by ``rt bench``; import lazily inside.
+    A backend without a target is still measured, as a plain OCI runtime.
+    """

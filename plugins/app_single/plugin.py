@@ -8,3 +8,10 @@ VERSION = "0.1.0"
 def rt_register(registry):
     registry.add_backend("app_single", "rt.plugins.app_single.backend:AppBackend", version=VERSION,
                          summary="one process in its own namespaces and cgroups (runc-class)")
+
+
+@hookimpl
+def rt_bench_targets(bench):
+    from .bench import targets
+    for t in targets():
+        bench.add(t)

@@ -23,3 +23,10 @@ def rt_check_spec(spec, plugin):
                           f"namespace ({ns.path}): the workload runs under its own kernel")
     if spec.vm and spec.vm.image:
         raise RtError("config.json: $.vm.image: booting disk images is not built yet")
+
+
+@hookimpl
+def rt_bench_targets(bench):
+    from .bench import targets
+    for t in targets():
+        bench.add(t)

@@ -29,3 +29,10 @@ def rt_check_spec(spec, plugin):
     if net is not None and "network" not in types:
         from rt.core.api import RtError
         raise RtError("config.json: $.linux.namespaces: rt.net.* needs a network namespace")
+
+
+@hookimpl
+def rt_bench_targets(bench):
+    from .bench import targets
+    for t in targets():
+        bench.add(t)
