@@ -12,8 +12,23 @@ from . import wire
 
 SHIM_SOCK = "shim.sock"
 DEFAULT_MEMORY_MB = 256
+QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vdi": "vdi", "vmdk": "vmdk", "vhd": "vpc"}  # OCI name -> QEMU's
+SEABIOS = ("/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/bios-256k.bin")
 VIRTIOFSD = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/bin/virtiofsd")
 FS_TYPES = {"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "devtmpfs"}
+
+
+def _size(spec, vm) -> tuple[int, int]:
+    """(MiB, vCPUs): rt.vm.* first, then linux.resources memory limit and cpu quota."""
+    res = spec.linux.resources if spec.linux and spec.linux.resources else None
+    memory = vm.memory or ((res.memory.limit // (1 << 20)) if res and res.memory and res.memory.limit
+                           and res.memory.limit > 0 else DEFAULT_MEMORY_MB)
+    if memory < 64:
+        raise api.RtError(f"hypervisor_kvm: linux.resources.memory.limit ({memory} MiB) is too small for a VM")
+    cpus = int(vm.cpus) or 1
+    if not vm.cpus and res and res.cpu and res.cpu.quota and res.cpu.period:
+        cpus = max(1, -(-res.cpu.quota // res.cpu.period))
+    return memory, min(cpus, os.cpu_count() or 1)
 
 
 def choose_accel(want: str) -> tuple[str, str]:
@@ -114,6 +129,8 @@ class VmBackend(api.Backend):
             raise api.RtError("hypervisor_kvm: process.terminal is not supported yet (exec --tty is)")
         accel, why = choose_accel(vm.accel)
         req.warn(f"hypervisor_kvm: accelerator {accel}: {why}")
+        if spec.vm and spec.vm.image:
+            return self._create_image(req, vm, accel)
         virtiofsd = find_virtiofsd()
         if virtiofsd is None:
             raise api.RtError("hypervisor_kvm: virtiofsd is missing (it comes with qemu-system-x86); "
@@ -126,15 +143,7 @@ class VmBackend(api.Backend):
         kernel = guest.vmlinux(kernel_src, req.warn)
         initrd = guest.initramfs(guest.kernel_version(kernel_src))
         mounts, shares = guest_mounts(spec, req.warn)
-        res = spec.linux.resources if spec.linux and spec.linux.resources else None
-        memory = vm.memory or ((res.memory.limit // (1 << 20)) if res and res.memory and res.memory.limit
-                               and res.memory.limit > 0 else DEFAULT_MEMORY_MB)
-        if memory < 64:
-            raise api.RtError(f"hypervisor_kvm: linux.resources.memory.limit ({memory} MiB) is too small for a VM")
-        cpus = int(vm.cpus) or 1
-        if not vm.cpus and res and res.cpu and res.cpu.quota and res.cpu.period:
-            cpus = max(1, -(-res.cpu.quota // res.cpu.period))
-        cpus = min(cpus, os.cpu_count() or 1)
+        memory, cpus = _size(spec, vm)
         append = "console=ttyS0 quiet panic=-1 reboot=t"
         if accel == "tcg":
             append += "".join(f" {a}" for a in guest.tcg_kernel_args())
@@ -189,13 +198,50 @@ class VmBackend(api.Backend):
         api.delete_link(net["tap"])
         api.Ipam(os.path.dirname(state_dir), net["subnet"]).release(cid)
 
+    def _create_image(self, req, vm, accel):
+        """A whole OS from vm.image: firmware, the image's bootloader and kernel, no agent."""
+        spec = req.spec
+        image = spec.vm.image
+        if not os.path.isfile(image.path):
+            raise api.RtError(f"config.json: $.vm.image.path: {image.path} does not exist")
+        if image.format not in QEMU_FORMATS:
+            raise api.RtError(f"hypervisor_kvm: vm.image format {image.format!r} is not supported "
+                              f"(use {', '.join(sorted(QEMU_FORMATS))})")
+        if not any(os.path.exists(p) for p in SEABIOS):
+            raise api.RtError("hypervisor_kvm: booting a disk image needs SeaBIOS (apt-get install seabios)")
+        qemu = (spec.vm.hypervisor.path if spec.vm.hypervisor else None) or "qemu-system-x86_64"
+        import shutil
+        if shutil.which(qemu) is None:
+            raise api.RtError(f"hypervisor_kvm: {qemu} is missing (apt-get install qemu-system-x86)")
+        req.warn("hypervisor_kvm: booting vm.image with its own bootloader; vm.kernel and process.args are not used")
+        memory, cpus = _size(spec, vm)
+        path = api.normalize_cgroup_path(spec.linux.cgroups_path if spec.linux else "", req.id)
+        req.save_extra(cgroup=path, mode="image")
+        cg = api.Cgroup(path)
+        try:
+            cg.create()
+            plan = {"id": req.id, "qemu": qemu, "accel": accel, "image": image.path,
+                    "format": QEMU_FORMATS[image.format], "memory_mb": int(memory), "cpus": cpus,
+                    "boot_timeout": vm.boot_timeout, "stop_timeout": vm.stop_timeout, "ready": vm.ready,
+                    "stdin": True, "create": {}}
+            self._network(req, plan)
+            with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
+                json.dump(plan, f)
+            pid = self._spawn_shim(req, cg, vm.boot_timeout, "imageshim")
+        except BaseException:
+            cg.kill_all()
+            cg.destroy()
+            self._release_net(req.id, req.state_dir, req.extra)
+            raise
+        return api.Created(pid, {"cgroup": path, "accel": accel, "mode": "image"})
+
     @staticmethod
-    def _spawn_shim(req, cg, boot_timeout: float) -> int:
+    def _spawn_shim(req, cg, boot_timeout: float, module: str = "vmshim") -> int:
         r, w = os.pipe()
         os.set_inheritable(w, True)
         exe = sys.executable
         try:
-            pid = os.posix_spawn(exe, [exe, "-I", "-m", "rt.plugins.hypervisor_kvm.vmshim", req.state_dir, str(w)],
+            pid = os.posix_spawn(exe, [exe, "-I", "-m", f"rt.plugins.hypervisor_kvm.{module}", req.state_dir, str(w)],
                                  dict(os.environ), setsid=True)
         finally:
             os.close(w)
@@ -262,6 +308,9 @@ class VmBackend(api.Backend):
         self._release_net(c.id, c.dir, c.extra)
 
     def exec(self, c, req: dict) -> int:
+        if c.extra.get("mode") == "image":
+            raise api.RtError("exec: a VM booted from a disk image has no agent to run processes in; "
+                              "use its console or its network")
         from .execwait import spawn_waiter
         proc = req["process"]
         if not proc.args:

@@ -21,8 +21,6 @@ def rt_check_spec(spec, plugin):
         if ns.path:  # a host namespace cannot be shared with a guest kernel
             raise RtError(f"config.json: $.linux.namespaces: hypervisor_kvm cannot join the host's {ns.type} "
                           f"namespace ({ns.path}): the workload runs under its own kernel")
-    if spec.vm and spec.vm.image:
-        raise RtError("config.json: $.vm.image: booting disk images is not built yet")
 
 
 @hookimpl

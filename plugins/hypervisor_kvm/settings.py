@@ -9,16 +9,26 @@ class Vm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     boot_timeout: float = 90.0  # seconds until the agent must answer (TCG on a busy host is slow)
     memory: float = 0           # MiB; default: linux.resources.memory.limit, else 256
     cpus: float = 0             # default: from the cpu quota, else 1
+    ready: str = ""             # vm.image: a regex on the console; `start` waits for it
+    stop_timeout: float = 30.0  # vm.image: seconds after the power button before QEMU is quit
 
 
 def decode(annotations: dict | None) -> Vm:
     raw = api.annotation_settings(annotations, "rt.vm.")
-    vm = api.convert_settings(Vm, raw, numbers=("boot_timeout", "memory", "cpus"))
+    vm = api.convert_settings(Vm, raw, numbers=("boot_timeout", "memory", "cpus", "stop_timeout"))
     where = 'config.json: $.annotations["rt.vm.{}"]'
     if vm.accel not in ("auto", "kvm", "tcg"):
         raise api.RtError(f"{where.format('accel')}: expected auto, kvm or tcg, got {vm.accel!r}")
     if vm.boot_timeout <= 0:
         raise api.RtError(f"{where.format('boot_timeout')}: must be positive")
+    if vm.stop_timeout <= 0:
+        raise api.RtError(f"{where.format('stop_timeout')}: must be positive")
+    if vm.ready:
+        import re
+        try:
+            re.compile(vm.ready)
+        except re.error as e:
+            raise api.RtError(f"{where.format('ready')}: not a regular expression: {e}")
     if vm.memory and vm.memory < 64:
         raise api.RtError(f"{where.format('memory')}: at least 64 MiB, got {vm.memory:g}")
     if vm.cpus < 0 or vm.cpus != int(vm.cpus):

@@ -37,6 +37,16 @@ def console_tail(state_dir: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:]) or "(no console output)"
 
 
+def listen(state_dir: str) -> tuple[socket.socket, str]:
+    """The shim's request socket, <state>/shim.sock, for root only."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = os.path.join(state_dir, "shim.sock")
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    return listener, path
+
+
 class Failed(Exception):
     pass
 
@@ -330,11 +340,7 @@ class Shim:
         return self.next_sid
 
     def serve(self) -> int:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        path = os.path.join(self.dir, "shim.sock")
-        listener.bind(path)
-        os.chmod(path, 0o600)
-        listener.listen(16)
+        listener, path = listen(self.dir)
         stdin = 0 if self.plan["stdin"] else None
         self.sessions[0] = {"conn": None, "fds": (stdin, 1, 2), "stdin_fd": stdin,
                             "written": {wire.STDOUT: 0, wire.STDERR: 0}}
@@ -397,11 +403,13 @@ class Shim:
                 p.wait()
 
 
-def main() -> None:
+def run_shim(cls) -> None:
+    """Boot with `cls(state_dir, ready_fd)`, report to the waiting `create`, serve until the
+    workload ends, and exit with its code; the VM is torn down on every path."""
     state_dir, ready_fd = sys.argv[1], int(sys.argv[2])
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
-    shim = Shim(state_dir, ready_fd)
+    shim = cls(state_dir, ready_fd)
     code = 255
     try:
         try:
@@ -420,4 +428,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_shim(Shim)

@@ -29,11 +29,19 @@ def test_oversized_frame_is_refused():
     ({"rt.vm.cpus": "1.5"}, "whole number"),
     ({"rt.vm.boot_timeout": "soon"}, "expected a number"),
     ({"rt.vm.color": "red"}, "unknown setting"),
+    ({"rt.vm.ready": "boot(ed"}, "not a regular expression"),
+    ({"rt.vm.stop_timeout": "0"}, "must be positive"),
 ])
 def test_bad_settings(ann, msg):
     with pytest.raises(RtError) as e:
         settings.decode(ann)
     assert msg in e.value.msg
+
+
+def test_image_settings():
+    vm = settings.decode({"rt.vm.ready": "login:", "rt.vm.stop_timeout": "2.5"})
+    assert (vm.ready, vm.stop_timeout) == ("login:", 2.5)
+    assert settings.decode({}).stop_timeout == 30.0 and settings.decode({}).ready == ""
 
 
 def test_forced_tcg_needs_no_kvm():
