@@ -17,6 +17,7 @@ import wire  # noqa: E402
 BB = "/bin/busybox"
 ROOT = "/run/rt/root"
 SHARES = "/run/rt/shares"
+PACKED = "/rt/rootfs"
 TIOCSCTTY, TIOCSWINSZ, TIOCSPTLCK, TIOCGPTN = 0x540E, 0x5414, 0x40045431, 0x80045430
 
 
@@ -77,7 +78,10 @@ def populate_dev(dev: str) -> None:
 
 def prepare_root(spec: dict) -> None:
     os.makedirs(ROOT, exist_ok=True)
-    bb("mount", "-t", "virtiofs", "rt0", ROOT)
+    if spec.get("packed"):  # the rootfs came inside the initrd
+        bb("mount", "--bind", PACKED, ROOT)
+    else:
+        bb("mount", "-t", "virtiofs", "rt0", ROOT)
     for tag in spec["shares"]:
         os.makedirs(os.path.join(SHARES, tag), exist_ok=True)
         bb("mount", "-t", "virtiofs", tag, os.path.join(SHARES, tag))

@@ -18,6 +18,18 @@ VIRTIOFSD = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/bin/virt
 FS_TYPES = {"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "devtmpfs"}
 
 
+def rootfs_mode(want: str, virtiofsd: str | None, warn) -> str:
+    """How the rootfs reaches the guest: virtio-fs (no copy), or packed into the initrd."""
+    if want == "virtiofs" and virtiofsd is None:
+        raise api.RtError("hypervisor_kvm: rt.vm.rootfs=virtiofs, but virtiofsd is missing "
+                          "(it comes with qemu-system-x86)")
+    if want == "auto" and virtiofsd is None:
+        warn("hypervisor_kvm: virtiofsd is missing; the rootfs is packed into the initrd (a copy: "
+             "writes stay in the VM)")
+        return "initrd"
+    return "initrd" if want == "initrd" else "virtiofs"
+
+
 def _size(spec, vm) -> tuple[int, int]:
     """(MiB, vCPUs): rt.vm.* first, then linux.resources memory limit and cpu quota."""
     res = spec.linux.resources if spec.linux and spec.linux.resources else None
@@ -28,7 +40,7 @@ def _size(spec, vm) -> tuple[int, int]:
     cpus = int(vm.cpus) or 1
     if not vm.cpus and res and res.cpu and res.cpu.quota and res.cpu.period:
         cpus = max(1, -(-res.cpu.quota // res.cpu.period))
-    return memory, min(cpus, os.cpu_count() or 1)
+    return int(memory), min(cpus, os.cpu_count() or 1)
 
 
 def choose_accel(want: str) -> tuple[str, str]:
@@ -132,9 +144,7 @@ class VmBackend(api.Backend):
         if spec.vm and spec.vm.image:
             return self._create_image(req, vm, accel)
         virtiofsd = find_virtiofsd()
-        if virtiofsd is None:
-            raise api.RtError("hypervisor_kvm: virtiofsd is missing (it comes with qemu-system-x86); "
-                              "the rootfs reaches the guest through virtio-fs")
+        packed = rootfs_mode(vm.rootfs, virtiofsd, req.warn) == "initrd"
         qemu = (spec.vm.hypervisor.path if spec.vm and spec.vm.hypervisor else None) or "qemu-system-x86_64"
         import shutil
         if shutil.which(qemu) is None:
@@ -144,6 +154,11 @@ class VmBackend(api.Backend):
         initrd = guest.initramfs(guest.kernel_version(kernel_src))
         mounts, shares = guest_mounts(spec, req.warn)
         memory, cpus = _size(spec, vm)
+        if packed:
+            if shares:
+                raise api.RtError("hypervisor_kvm: bind mounts need virtio-fs, and the rootfs is packed into the "
+                                  "initrd (rt.vm.rootfs=initrd, or virtiofsd is missing)")
+            initrd = guest.pack_rootfs(initrd, req.rootfs, os.path.join(req.state_dir, "initrd.cpio"), memory)
         append = "console=ttyS0 quiet panic=-1 reboot=t"
         if accel == "tcg":
             append += "".join(f" {a}" for a in guest.tcg_kernel_args())
@@ -157,8 +172,8 @@ class VmBackend(api.Backend):
             plan = {
                 "id": req.id, "qemu": qemu, "accel": accel, "kernel": kernel, "initrd": initrd, "append": append,
                 "memory_mb": int(memory), "cpus": cpus, "virtiofsd": virtiofsd, "boot_timeout": vm.boot_timeout,
-                "shares": [{"tag": "rt0", "path": req.rootfs}] + shares, "stdin": True,
-                "create": {"process": _process(spec.process), "mounts": mounts,
+                "shares": ([] if packed else [{"tag": "rt0", "path": req.rootfs}]) + shares, "stdin": True,
+                "create": {"process": _process(spec.process), "mounts": mounts, "packed": packed,
                            "shares": [s["tag"] for s in shares], "hostname": spec.hostname,
                            "readonly": bool(spec.root and spec.root.readonly), "net": None},
             }

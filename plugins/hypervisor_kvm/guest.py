@@ -7,6 +7,8 @@ what goes in, so a later boot pays nothing for them.
 import glob
 import hashlib
 import os
+import shutil
+import stat
 import subprocess
 import sys
 
@@ -101,6 +103,15 @@ def tcg_kernel_args() -> list[str]:
 
 
 # --- initramfs ---------------------------------------------------------------------
+def cpio_header(ino: int, name: str, mode: int, size: int, *, uid: int = 0, gid: int = 0, mtime: int = 0,
+                rdev: int = 0) -> bytes:
+    """One newc header with its name, padded so that the data starts 4-byte aligned."""
+    name = name.lstrip("/")
+    fields = [ino, mode, uid, gid, 1, mtime, size, 0, 0, os.major(rdev), os.minor(rdev), len(name.encode()) + 1, 0]
+    hdr = b"070701" + b"".join(b"%08X" % v for v in fields) + name.encode() + b"\0"
+    return hdr + b"\0" * (-len(hdr) % 4)
+
+
 class Cpio:
     """A newc archive, as the kernel unpacks into its rootfs."""
 
@@ -108,11 +119,8 @@ class Cpio:
         self.parts, self.ino, self.seen = [], 1, set()
 
     def _entry(self, name: str, mode: int, data: bytes = b"", mtime: int = 0) -> None:
-        name = name.lstrip("/")
         self.ino += 1
-        fields = [self.ino, mode, 0, 0, 1, mtime, len(data), 0, 0, 0, 0, len(name) + 1, 0]
-        hdr = b"070701" + b"".join(b"%08X" % v for v in fields) + name.encode() + b"\0"
-        self.parts.append(hdr + b"\0" * (-len(hdr) % 4) + data + b"\0" * (-len(data) % 4))
+        self.parts.append(cpio_header(self.ino, name, mode, len(data), mtime=mtime) + data + b"\0" * (-len(data) % 4))
 
     def dirs(self, path: str) -> None:
         parts = path.strip("/").split("/")[:-1]
@@ -151,6 +159,44 @@ class Cpio:
         self._entry("TRAILER!!!", 0)
         data = b"".join(self.parts)
         return data + b"\0" * (-len(data) % 512)
+
+
+def pack_rootfs(base: str, rootfs: str, out: str, memory_mb: int) -> str:
+    """rt's initramfs `base` followed by a second archive with `rootfs` under /rt/rootfs
+    (the kernel unpacks both): the fallback without virtio-fs, for small rootfs only."""
+    entries, total = [], 0
+    for top, dirs, files in os.walk(rootfs):
+        for name in sorted(dirs) + sorted(files):
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            entries.append((path, st))
+            total += (st.st_size if stat.S_ISREG(st.st_mode) else 0) + 512
+    base_size = os.path.getsize(base)
+    need = (2 * (total + base_size) >> 20) + 64  # archive and unpacked copy both sit in RAM while unpacking
+    if need > memory_mb:
+        raise RtError(f"hypervisor_kvm: not enough memory for the rootfs in initrd mode: it is {total >> 20} MiB, "
+                      f"so the VM needs about {need} MiB and has {memory_mb} MiB; raise rt.vm.memory, or use "
+                      "virtio-fs (install virtiofsd)")
+    with open(base, "rb") as f, open(out, "wb") as o:
+        shutil.copyfileobj(f, o)
+        n = 1 << 20  # inode numbers apart from the first archive's
+        o.write(cpio_header(n, "rt/rootfs", stat.S_IFDIR | 0o755, 0))
+        for path, st in entries:
+            n += 1
+            name = "rt/rootfs/" + os.path.relpath(path, rootfs)
+            if stat.S_ISLNK(st.st_mode):
+                data = os.readlink(path).encode()
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as src:
+                    data = src.read()
+            else:  # directories, device nodes, fifos, sockets: metadata only
+                data = b""
+            o.write(cpio_header(n, name, st.st_mode, len(data), uid=st.st_uid, gid=st.st_gid,
+                                mtime=int(st.st_mtime), rdev=st.st_rdev))
+            o.write(data + b"\0" * (-len(data) % 4))
+        o.write(cpio_header(n + 1, "TRAILER!!!", 0, 0))
+        o.write(b"\0" * (-o.tell() % 512))
+    return out
 
 
 def _libraries(binary: str) -> list[str]:
@@ -280,4 +326,10 @@ def initramfs(version: str | None) -> str:
     c.file("/rt/modules", "\n".join(loaded).encode() + b"\n")
     os.makedirs(CACHE, exist_ok=True)
     _atomic(out, c.bytes())
+    for old in glob.glob(os.path.join(CACHE, f"initramfs-{version}-*.cpio")):
+        if old != out:  # superseded (rt or the guest Python changed); QEMU has read any in use
+            try:
+                os.unlink(old)
+            except OSError:
+                pass
     return out

@@ -9,6 +9,7 @@ class Vm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     boot_timeout: float = 90.0  # seconds until the agent must answer (TCG on a busy host is slow)
     memory: float = 0           # MiB; default: linux.resources.memory.limit, else 256
     cpus: float = 0             # default: from the cpu quota, else 1
+    rootfs: str = "auto"        # virtiofs, initrd (a packed copy; small rootfs only), auto: virtiofs if there
     ready: str = ""             # vm.image: a regex on the console; `start` waits for it
     stop_timeout: float = 30.0  # vm.image: seconds after the power button before QEMU is quit
 
@@ -19,6 +20,8 @@ def decode(annotations: dict | None) -> Vm:
     where = 'config.json: $.annotations["rt.vm.{}"]'
     if vm.accel not in ("auto", "kvm", "tcg"):
         raise api.RtError(f"{where.format('accel')}: expected auto, kvm or tcg, got {vm.accel!r}")
+    if vm.rootfs not in ("auto", "virtiofs", "initrd"):
+        raise api.RtError(f"{where.format('rootfs')}: expected auto, virtiofs or initrd, got {vm.rootfs!r}")
     if vm.boot_timeout <= 0:
         raise api.RtError(f"{where.format('boot_timeout')}: must be positive")
     if vm.stop_timeout <= 0:

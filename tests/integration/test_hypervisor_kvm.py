@@ -3,6 +3,7 @@ with its own kernel, through the real CLI; nothing (QEMU, virtiofsd, cgroup, tap
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import time
@@ -182,3 +183,31 @@ def test_exec_tty_follows_the_host_terminal(runtime, vm_bundle, clean):
                        text=True, timeout=60)
     assert "/dev/pts/0" in p.stdout and "33 101" in p.stdout and "rc=4" in p.stdout, p.stdout + p.stderr
     runtime("delete", "-f", "vm-tty", check=True)
+
+
+def test_rootfs_packed_into_the_initrd(runtime, vm_bundle, clean):
+    # The fallback without virtiofsd, forced here: a copy of the rootfs inside the initrd.
+    b = vm_bundle(["sh", "-c", "grep ' / ' /proc/mounts | head -1; cat /etc/passwd | head -1; exit 5"],
+                  {"rt.vm.rootfs": "initrd"})
+    p = runtime("run", "--bundle", b, "vm-packed", stdin=subprocess.DEVNULL, timeout=180)
+    assert p.returncode == 5, p.stderr
+    assert "virtiofs" not in p.stdout and "root:x:0:0" in p.stdout
+    assert not processes_with(b"virtiofsd", b"vm-packed")
+
+
+def test_rootfs_too_big_for_initrd_mode(runtime, vm_bundle, tmp_path, clean):
+    rootfs = tmp_path / "big-rootfs"
+    shutil.copytree(os.path.realpath(os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "busybox-rootfs")),
+                    rootfs, symlinks=True)
+    with open(rootfs / "blob", "wb") as f:
+        f.truncate(300 << 20)  # sparse: no disk, but 300 MiB to pack
+    def edit(cfg):
+        cfg["root"]["path"] = str(rootfs)
+    b = vm_bundle(["true"], {"rt.vm.rootfs": "initrd", "rt.vm.memory": "256"}, edit=edit)
+    p = runtime("create", "--bundle", b, "vm-big", stdin=subprocess.DEVNULL, timeout=60)
+    assert p.returncode == 1
+    assert "not enough memory for the rootfs in initrd mode" in p.stderr and "has 256 MiB" in p.stderr
+    assert runtime("state", "vm-big").returncode == 1
+    p = runtime("create", "--bundle", vm_bundle(["true"], {"rt.vm.rootfs": "initrd"}, edit=lambda c: c["mounts"].append(
+        {"destination": "/mnt", "type": "bind", "source": str(tmp_path), "options": ["bind"]})), "vm-bind")
+    assert p.returncode == 1 and "bind mounts need virtio-fs" in p.stderr

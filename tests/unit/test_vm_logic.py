@@ -31,6 +31,7 @@ def test_oversized_frame_is_refused():
     ({"rt.vm.color": "red"}, "unknown setting"),
     ({"rt.vm.ready": "boot(ed"}, "not a regular expression"),
     ({"rt.vm.stop_timeout": "0"}, "must be positive"),
+    ({"rt.vm.rootfs": "nfs"}, "expected auto, virtiofs or initrd"),
 ])
 def test_bad_settings(ann, msg):
     with pytest.raises(RtError) as e:
@@ -42,6 +43,15 @@ def test_image_settings():
     vm = settings.decode({"rt.vm.ready": "login:", "rt.vm.stop_timeout": "2.5"})
     assert (vm.ready, vm.stop_timeout) == ("login:", 2.5)
     assert settings.decode({}).stop_timeout == 30.0 and settings.decode({}).ready == ""
+
+
+def test_rootfs_mode_falls_back_to_initrd_without_virtiofsd():
+    said = []
+    assert backend.rootfs_mode("auto", "/usr/lib/qemu/virtiofsd", said.append) == "virtiofs"
+    assert backend.rootfs_mode("auto", None, said.append) == "initrd" and "virtiofsd is missing" in said[0]
+    assert backend.rootfs_mode("initrd", "/usr/lib/qemu/virtiofsd", said.append) == "initrd"
+    with pytest.raises(RtError, match="virtiofsd is missing"):
+        backend.rootfs_mode("virtiofs", None, said.append)
 
 
 def test_forced_tcg_needs_no_kvm():
