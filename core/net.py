@@ -113,9 +113,38 @@ def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface) -> int:
         idx = found[0]
         have = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx, family=2)}
         if str(gateway.ip) not in have:
+            clash = overlap(gateway.network, _host_networks(ip, idx))
+            if clash:
+                if not have:  # we made it just now
+                    ip.link("del", index=idx)
+                raise RtError(f"rt.net.subnet {gateway.network} overlaps {clash} on this host; choose a "
+                              "range that no interface or route uses (traffic would leave through it)")
             ip.addr("add", index=idx, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
         ip.link("set", index=idx, state="up")
         return idx
+
+
+def overlap(subnet: ipaddress.IPv4Network, host: list[tuple[str, ipaddress.IPv4Network]]) -> str | None:
+    """The first host network that shares addresses with `subnet`, as `net (ifname)`."""
+    for ifname, netw in host:
+        if netw.prefixlen and netw.overlaps(subnet):
+            return f"{netw} ({ifname})"
+    return None
+
+
+def _host_networks(ip, skip: int) -> list[tuple[str, ipaddress.IPv4Network]]:
+    """IPv4 networks of the host's other interfaces: their addresses and main-table routes."""
+    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ip.get_links()}
+    found = []
+    for a in ip.get_addr(family=2):
+        if a["index"] != skip:
+            found.append((names.get(a["index"], "?"), ipaddress.ip_interface(
+                f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network))
+    for r in ip.get_routes(family=2, table=254):
+        dst, oif = r.get_attr("RTA_DST"), r.get_attr("RTA_OIF")
+        if dst and oif != skip:
+            found.append((names.get(oif, "?"), ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)))
+    return found
 
 
 def add_veth(host_if: str, bridge: str, pid: int, inside_if: str, address: ipaddress.IPv4Interface,

@@ -5,6 +5,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -155,19 +156,32 @@ def test_bad_annotations_and_host_namespaces(runtime, vm_bundle, clean):
 
 
 def test_tap_on_a_private_bridge_and_address_in_the_guest(runtime, vm_bundle, clean):
-    """rt.net.* as for lxc_system: a tap on an rt bridge (TEST-NET-1, nothing routed), the
-    leased address and route set inside the guest by the agent, the tap gone after delete."""
+    """rt.net.* as for lxc_system: a tap on an rt bridge (TEST-NET-3, nothing routed), the
+    leased address and route set inside the guest by the agent, traffic both ways over the
+    tap, and the tap gone after delete."""
     from rt.core.api import link_name, mac_for
     bridge = "rt-test-vmbr"
-    b = vm_bundle(["sh", "-c", "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; ip route"],
-                  annotations={"rt.net.bridge": bridge, "rt.net.subnet": "192.0.2.0/24"})
+    b = vm_bundle(["sh", "-c", "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; ip route; "
+                   "ping -c 1 -W 5 203.0.113.1 >/dev/null && echo gateway-answers; "
+                   "echo from-the-guest | nc -l -p 7777"],
+                  annotations={"rt.net.bridge": bridge, "rt.net.subnet": "203.0.113.0/24"})
     try:
-        p = runtime("run", "--bundle", b, "vm-net", stdin=subprocess.DEVNULL, timeout=180)
-        assert p.returncode == 0, p.stderr
-        assert mac_for("vm-net") in p.stdout
-        assert "inet 192.0.2.2/24" in p.stdout and "default via 192.0.2.1 dev eth0" in p.stdout
+        proc = subprocess.Popen([runtime.path, "--root", runtime.root, "run", "--bundle", b, "vm-net"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        got, deadline = b"", time.monotonic() + 120
+        while not got and time.monotonic() < deadline:  # traffic over the tap, host to guest
+            try:
+                with socket.create_connection(("203.0.113.2", 7777), timeout=2) as s:
+                    got = s.recv(100)
+            except OSError:
+                time.sleep(0.2)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert got == b"from-the-guest\n"
+        assert mac_for("vm-net") in out and "gateway-answers" in out  # and guest to host
+        assert "inet 203.0.113.2/24" in out and "default via 203.0.113.1 dev eth0" in out
         assert not os.path.exists(f"/sys/class/net/{link_name('rtt', 'vm-net')}")
-        with open(os.path.join(runtime.root, "ipam", "192.0.2.0_24.json")) as f:
+        with open(os.path.join(runtime.root, "ipam", "203.0.113.0_24.json")) as f:
             assert json.load(f) == {}
     finally:
         subprocess.run(["ip", "link", "del", bridge], stderr=subprocess.DEVNULL)

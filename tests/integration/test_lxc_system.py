@@ -1,5 +1,5 @@
 """lxc_system: busybox init as PID 1, the container interface, a veth on a private bridge
-(TEST-NET-1 addresses, no packet leaves), `rt stop` through the init, clean teardown."""
+(TEST-NET-3 addresses, no packet leaves), `rt stop` through the init, clean teardown."""
 import json
 import os
 import shutil
@@ -45,7 +45,7 @@ def system_bundle(tmp_path):
     subprocess.run(["ip", "link", "del", BRIDGE], stderr=subprocess.DEVNULL)
 
 
-NET = {"rt.net.subnet": "192.0.2.0/24", "rt.net.bridge": BRIDGE}
+NET = {"rt.net.subnet": "203.0.113.0/24", "rt.net.bridge": BRIDGE}
 
 
 def monitors(root: str) -> list[int]:
@@ -70,7 +70,7 @@ def test_system_container_lifecycle(runtime, system_bundle, no_leaks):
               "mkdir /sys/fs/cgroup/pids/svc 2>/dev/null || mkdir /sys/fs/cgroup/svc; echo cgroup-writable")
     p = runtime("exec", "sys1", "sh", "-c", script)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["booted", "1", "rt", "192.0.2.2/24", "init", "net-writable", "kernel-ro",
+    assert p.stdout.split() == ["booted", "1", "rt", "203.0.113.2/24", "init", "net-writable", "kernel-ro",
                                 "cgroup-writable"]
     host_if = [l for l in links() - before if l.startswith("rtv")]
     assert len(host_if) == 1
@@ -80,7 +80,7 @@ def test_system_container_lifecycle(runtime, system_bundle, no_leaks):
     runtime("delete", "sys1", check=True)
     assert not host_if[0] in links()
     assert not monitors(runtime.root)
-    assert json.loads(open(os.path.join(runtime.root, "ipam", "192.0.2.0_24.json")).read()) == {}
+    assert json.loads(open(os.path.join(runtime.root, "ipam", "203.0.113.0_24.json")).read()) == {}
 
 
 def test_two_containers_get_different_addresses(runtime, system_bundle, no_leaks):
@@ -91,7 +91,7 @@ def test_two_containers_get_different_addresses(runtime, system_bundle, no_leaks
     for cid in ("a", "b"):
         runtime("start", cid, check=True)
         ips.append(runtime("exec", cid, "sh", "-c", "ip -o -4 addr show eth0 | awk '{print $4}'").stdout.strip())
-    assert ips == ["192.0.2.2/24", "192.0.2.3/24"]
+    assert ips == ["203.0.113.2/24", "203.0.113.3/24"]
     for cid in ("a", "b"):
         runtime("delete", "--force", cid, check=True)
 

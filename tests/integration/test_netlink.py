@@ -1,12 +1,14 @@
 """rt.core.net against the kernel: a private bridge and a veth into a namespace made here.
-Addresses come from 192.0.2.0/24 (TEST-NET-1); no packet is sent anywhere."""
+Addresses come from 203.0.113.0/24 (TEST-NET-3); no packet is sent anywhere."""
 import ipaddress
+import os
 import subprocess
 import time
 
 import pytest
 
 from rt.core import net
+from rt.core.errors import RtError
 
 pytestmark = pytest.mark.root
 
@@ -28,7 +30,7 @@ def links():
 
 def test_bridge_and_veth(tmp_path, netns_holder):
     from pyroute2 import NetNS
-    ipam = net.Ipam(str(tmp_path), "192.0.2.0/24")
+    ipam = net.Ipam(str(tmp_path), "203.0.113.0/24")
     bridge, host_if = "rt-test-br0", net.link_name("rt-test", "c1")
     before = links()
     try:
@@ -44,9 +46,9 @@ def test_bridge_and_veth(tmp_path, netns_holder):
             assert link.get_attr("IFLA_ADDRESS") == net.mac_for("c1")
             assert link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN", "LOWERLAYERDOWN") or link["flags"] & 1
             got = [(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ns.get_addr(index=idx, family=2)]
-            assert got == [("192.0.2.2", 24)]
+            assert got == [("203.0.113.2", 24)]
             routes = [r.get_attr("RTA_GATEWAY") for r in ns.get_routes(family=2) if r["dst_len"] == 0]
-            assert routes == ["192.0.2.1"]
+            assert routes == ["203.0.113.1"]
         finally:
             ns.close()
     finally:
@@ -60,7 +62,7 @@ def test_bridge_and_veth(tmp_path, netns_holder):
 def test_tap_on_bridge(tmp_path):
     bridge, tap = "rt-test-br1", "rt-test-tap0"
     try:
-        net.ensure_bridge(bridge, ipaddress.ip_interface("192.0.2.129/25"))
+        net.ensure_bridge(bridge, ipaddress.ip_interface("203.0.113.129/25"))
         net.add_tap(tap, bridge)
         from pyroute2 import IPRoute
         with IPRoute() as ip:
@@ -70,3 +72,15 @@ def test_tap_on_bridge(tmp_path):
         net.delete_link(tap)
         net.delete_link(bridge)
     assert not {bridge, tap} & links()
+
+
+def test_a_subnet_that_overlaps_the_host_is_refused(tmp_path):
+    """A range the host already uses (here: the network of its own default route's
+    interface) would send the containers' traffic out of it."""
+    routes = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True,
+                            text=True).stdout.split("\n")
+    used = next(ipaddress.ip_interface(line.split()[3]) for line in routes if line.strip())
+    bridge = "rt-test-clash"
+    with pytest.raises(RtError, match=rf"overlaps {used.network}"):
+        net.ensure_bridge(bridge, ipaddress.ip_interface(f"{used.network[1]}/{used.network.prefixlen}"))
+    assert not os.path.exists(f"/sys/class/net/{bridge}")  # nothing half-made left
