@@ -37,15 +37,24 @@ def run(g, opts, pos):
     from ..bench import report
     from ..bench.runner import Bench, make_ctx, remove_scratch, scratch_dir
     from ..bench.targets import rt_argv
-    if os.geteuid() != 0:
-        raise RtError("rt bench needs root (it creates containers, cgroups and VMs)")
     bundle = pos[0] if pos else "."
+    if len(pos) > 1:
+        raise RtError(f"bench takes one bundle, got {len(pos)}: {' '.join(pos)}")
     if opts.runs < 1:
         raise RtError("--runs must be at least 1")
+    if opts.density < 0:
+        raise RtError("--density must be 0 (skip) or more")
     try:
         window = float(opts.window)
     except ValueError:
-        raise RtError(f"invalid value {opts.window!r} for --window: must be seconds")
+        window = -1
+    if window <= 0:
+        raise RtError(f"invalid value {opts.window!r} for --window: must be a positive number of seconds")
+    for flag in ("command", "idle", "init"):
+        if not shlex.split(opts[flag]):
+            raise RtError(f"--{flag} must not be empty")
+    if os.geteuid() != 0:
+        raise RtError("rt bench needs root (it creates containers, cgroups and VMs)")
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s is not None else None
     bench = Bench(runs=opts.runs, density=opts.density, window=window)
     gather(bench, split(opts.plugins), split(opts.peers))

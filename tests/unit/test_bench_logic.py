@@ -189,3 +189,27 @@ def test_helpers_are_found_by_whole_word(tmp_path):
     finally:
         q.kill()
         q.wait()
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--runs", "0"], "--runs must be at least 1"),
+    (["--runs", "many"], "must be an integer"),
+    (["--window", "soon"], "positive number of seconds"),
+    (["--window", "0"], "positive number of seconds"),
+    (["--density", "-1"], "--density must be 0"),
+    (["--command", ""], "--command must not be empty"),
+    (["--frobnicate"], "flag provided but not defined: --frobnicate"),
+    (["a", "b"], "one bundle"),
+])
+def test_bench_options_are_checked(args, msg, capsys):
+    from rt.core import cli
+    assert cli.main(["bench", *args]) == 1
+    assert msg in capsys.readouterr().err
+
+
+def test_bench_help_lists_its_flags(capsys):
+    from rt.core import cli
+    assert cli.main(["bench", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--plugins", "--peers", "--runs", "--json", "--output", "--density", "--window"):
+        assert flag in out
