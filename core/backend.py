@@ -49,6 +49,10 @@ class Backend:
     def start(self, container) -> None:
         raise NotSupported(self.name, "start")
 
+    def wait_ready(self, container, timeout: float) -> None:
+        """For `start --wait-ready`: return once the workload is up. A plain process is up
+        when it has started; kinds with a notion of readiness (an init) wait for it."""
+
     def kill(self, container, sig: int, all: bool = False) -> None:
         raise NotSupported(self.name, "kill")
 

@@ -38,7 +38,10 @@ VERBS = {
     "run": (_CREATE + [(("--detach", "-d"), "detach", B, False, "detach from the container"),
                        (("--keep",), "keep", B, False, "keep the container's state after it exits")],
             ["container-id"], "create and start a container"),
-    "start": ([], ["container-id"], "start a created container"),
+    "start": ([(("--wait-ready",), "wait_ready", B, False, "return once the workload is ready (an init: "
+                "sd_notify READY=1, or its first service)"),
+               (("--ready-timeout",), "ready_timeout", S, "120", "seconds --wait-ready waits")],
+              ["container-id"], "start a created container"),
     "state": ([], ["container-id"], "output the state of a container"),
     "kill": ([(("--all", "-a"), "all", B, False, "send the signal to all processes")],
              ["container-id", "[signal]"], "send a signal to the container's init (default SIGTERM)"),

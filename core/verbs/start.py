@@ -20,4 +20,13 @@ def run(g, opts, pos):
         if s == status.STOPPED:
             raise RtError("cannot start a container that has stopped")
         status.check("start", s, cid)
+        if opts.wait_ready:
+            try:
+                timeout = float(opts.ready_timeout)
+            except ValueError:
+                timeout = -1
+            if timeout <= 0:
+                raise RtError(f"invalid --ready-timeout {opts.ready_timeout!r}: must be positive seconds")
         do_start(c)
+        if opts.wait_ready:
+            backend_of(c).wait_ready(c, timeout)

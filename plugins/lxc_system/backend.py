@@ -9,6 +9,7 @@ from rt.core import api
 from .settings import decode
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+NOTIFY = "/run/host/notify"  # the init's sd_notify socket, as systemd-nspawn places it
 # What systemd-nspawn keeps for a system container (systemd.io/CONTAINER_INTERFACE): MKNOD
 # and SYS_ADMIN included, the host-wide ones (SYS_MODULE, SYS_TIME, ...) left out.
 SYSTEM_CAPS = [
@@ -22,6 +23,14 @@ SYSTEM_CAPS = [
 
 def container_uuid(cid: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rt:{cid}")).replace("-", "")
+
+
+def _has_child(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return bool(f.read().split())
+    except OSError:
+        return False
 
 
 def _run_host(state_dir: str) -> str:
@@ -63,6 +72,8 @@ class SystemBackend(api.OciBackend):
             self._unprivileged(req, plan)
         if not req.console_socket:  # a console of our own, kept by a small monitor
             plan["console_fd"] = self._start_monitor(req)
+            if not any(e.startswith("NOTIFY_SOCKET=") for e in env):
+                env.append(f"NOTIFY_SOCKET={NOTIFY}")
         if "/proc/sys" not in plan["readonly_paths"]:
             plan["readonly_paths"].append("/proc/sys")
 
@@ -121,21 +132,60 @@ class SystemBackend(api.OciBackend):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fd = theirs.detach()
         os.set_inheritable(fd, True)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(os.path.join(req.state_dir, "run-host", "notify"))
+        nfd = notify.detach()
+        os.set_inheritable(nfd, True)
         exe = sys.executable
         monitor = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
         try:
             log = os.path.join(req.state_dir, "monitor.log")
-            pid = os.posix_spawn(exe, [exe, "-I", "-S", monitor, str(fd), req.state_dir], dict(os.environ),
+            pid = os.posix_spawn(exe, [exe, "-I", "-S", monitor, str(fd), req.state_dir, str(nfd)], dict(os.environ),
                                  setsid=True, file_actions=[
                                      (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                                      (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
                                      (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)])
         finally:
             os.close(fd)
+            os.close(nfd)
         with open(f"/proc/{pid}/stat", "rb") as f:
             start = int(f.read().rsplit(b")", 1)[1].split()[19])
         req.save_extra(monitor={"pid": pid, "start": start})
         return ours.detach()
+
+    def wait_ready(self, c, timeout: float) -> None:
+        """sd_notify READY=1 when the init sends it (systemd); else, for an init without
+        a notify socket, `systemctl is-system-running`; for any other init, its first child."""
+        import time
+        deadline = time.monotonic() + timeout
+        ready = os.path.join(c.dir, "ready")
+        notify = bool(c.extra.get("monitor"))
+        try:
+            systemd = os.path.basename(os.readlink(f"/proc/{c.pid}/exe")) == "systemd"
+        except OSError:
+            raise api.RtError(f"{c.id}: the init exited before it was ready")
+        while time.monotonic() < deadline:
+            if not c.alive():
+                raise api.RtError(f"{c.id}: the init exited before it was ready")
+            if systemd and notify:
+                if os.path.exists(ready):
+                    return
+            elif systemd:
+                if self._is_system_running(c):
+                    return
+            elif _has_child(c.pid):
+                return
+            time.sleep(0.01 if notify or not systemd else 0.25)
+        raise api.RtError(f"{c.id}: not ready after {timeout:g} s")
+
+    @staticmethod
+    def _is_system_running(c) -> bool:
+        import subprocess
+        import sys
+        root = os.path.dirname(c.dir)
+        p = subprocess.run([sys.executable, "-m", "rt.core", "--root", root, "exec", c.id, "systemctl",
+                            "is-system-running"], capture_output=True, text=True)
+        return p.stdout.strip() in ("running", "degraded")
 
     def release(self, c) -> None:
         if c.extra.get("idrange") is not None:

@@ -1,6 +1,7 @@
 """rt bench at the system level: rt lxc_system next to LXC, both booting the bundle's
 rootfs with its own init. Ready means init has started its first service (busybox) or
-`systemctl is-system-running --wait` returned (systemd)."""
+systemd says it is up: through sd_notify for rt (`start --wait-ready`), and through
+`systemctl is-system-running --wait` for LXC."""
 import os
 import shutil
 import time
@@ -46,8 +47,9 @@ class System(api.bench.OciTarget):
             raise api.bench.NotApplicable(f"the rootfs has no {ctx.init[0]} to boot")
         super().prepare(ctx)
 
-    def ready(self, ctx, iid: str) -> None:
-        wait_ready(self.pid(iid), self.cli("exec", iid), ctx.rootfs)
+    def up(self, ctx, iid: str) -> None:  # rt's own readiness: sd_notify, or the first service
+        api.bench.run(self.cli("create", "--bundle", self.up_bundle, iid))
+        api.bench.run(self.cli("start", "--wait-ready", "--ready-timeout", str(READY_TIMEOUT), iid))
 
     def down(self, ctx, iid: str) -> None:  # a clean halt through init, as LXC's lxc-stop
         api.bench.run(self.cli("stop", iid))

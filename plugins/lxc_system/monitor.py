@@ -1,8 +1,9 @@
-"""The console keeper of a system container, run as `python -I -S monitor.py FD STATE_DIR`.
+"""The console keeper of a system container, run as `python -I -S monitor.py FD STATE_DIR NOTIFY_FD`.
 
 It receives the pty master (the container's /dev/console) on FD, keeps the last 64 KiB of
 output in memory and all of it (capped) in STATE_DIR/console.log, and lets one `rt console`
-client at a time attach through STATE_DIR/console.sock. It exits when the container's last
+client at a time attach through STATE_DIR/console.sock, and receives the init's sd_notify
+messages on STATE_DIR/run-host/notify (/run/host/notify inside). It exits when the container's last
 process closes the console. Only builtins: it stays resident for the container's life.
 """
 import os
@@ -27,8 +28,23 @@ def receive_master(fd: int) -> int:
     raise SystemExit("monitor: no pty master received")
 
 
+def on_notify(sock, state: str) -> None:
+    """sd_notify from the init: READY=1 is recorded as <state>/ready for `start --wait-ready`."""
+    try:
+        data = sock.recv(4096)
+    except OSError:
+        return
+    fields = dict(line.split(b"=", 1) for line in data.split(b"\n") if b"=" in line)
+    if fields.get(b"READY") == b"1" and not os.path.exists(os.path.join(state, "ready")):
+        tmp = os.path.join(state, "ready.tmp")
+        with open(tmp, "wb") as f:
+            f.write(fields.get(b"STATUS", b"ready") + b"\n")
+        os.rename(tmp, os.path.join(state, "ready"))
+
+
 def main() -> None:
     state = sys.argv[2]
+    notify = _socket.socket(fileno=int(sys.argv[3]))  # bound by `create`, before the init exists
     master = receive_master(int(sys.argv[1]))
     os.set_blocking(master, False)
     log_path = os.path.join(state, "console.log")
@@ -46,8 +62,10 @@ def main() -> None:
     client = None
     written = 0
     while True:
-        watch = [master, listener.fileno()] + ([client.fileno()] if client else [])
+        watch = [master, listener.fileno(), notify.fileno()] + ([client.fileno()] if client else [])
         ready, _, _ = select.select(watch, [], [])
+        if notify.fileno() in ready:
+            on_notify(notify, state)
         if master in ready:
             try:
                 data = os.read(master, 65536)

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import sys
 import tempfile
 
@@ -177,3 +178,40 @@ def _unprivileged(runtime, system_bundle, top):
     runtime("stop", "unp", check=True)
     runtime("delete", "unp", check=True)
     assert json.loads(open(os.path.join(runtime.root, "idranges.json")).read()) == {}
+
+
+def test_start_wait_ready_and_sd_notify(runtime, system_bundle, no_leaks):
+    """`start --wait-ready`: busybox init is ready once it runs its first service; an
+    init's sd_notify READY=1 on /run/host/notify is recorded by the monitor."""
+    import socket
+    runtime.create("ready", system_bundle(), check=True)
+    p = runtime("start", "--wait-ready", "--ready-timeout", "soon", "ready")
+    assert p.returncode == 1 and "invalid --ready-timeout" in p.stderr
+    assert runtime.state("ready")["status"] == "created"  # refused before anything ran
+    runtime("start", "--wait-ready", "ready", check=True)
+    init = runtime.state("ready")["pid"]
+    with open(f"/proc/{init}/task/{init}/children") as f:
+        assert f.read().split()  # its first service already runs
+    env = open(f"/proc/{init}/environ", "rb").read().split(b"\0")
+    assert b"NOTIFY_SOCKET=/run/host/notify" in env
+    p = runtime("exec", "ready", "sh", "-c", "test -S /run/host/notify && echo socket; echo $NOTIFY_SOCKET")
+    assert p.stdout.split() == ["socket"]  # for the init only, not for exec'd processes
+    # what systemd sends once it is up, through the same socket the init sees
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b"STATUS=Startup finished\nREADY=1\n", os.path.join(runtime.root, "ready", "run-host", "notify"))
+    s.close()
+    ready = os.path.join(runtime.root, "ready", "ready")
+    deadline = time.monotonic() + 5
+    while not os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert open(ready).read() == "Startup finished\n"
+    assert runtime("stop", "ready").returncode == 0
+    runtime("delete", "ready", check=True)
+
+
+def test_wait_ready_reports_an_init_that_dies(runtime, system_bundle, no_leaks):
+    b = system_bundle(edit=lambda c: c["process"].__setitem__("args", ["sh", "-c", "exec sleep 0.3"]))
+    runtime.create("dies", b, check=True)
+    p = runtime("start", "--wait-ready", "--ready-timeout", "5", "dies")
+    assert p.returncode == 1 and ("exited before it was ready" in p.stderr or "not ready" in p.stderr), p.stderr
+    runtime("delete", "--force", "dies", check=True)
