@@ -198,6 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def seconds(value: str, flag: str) -> float:
+    """A positive number of seconds from a flag, or a clear error naming the flag."""
+    try:
+        n = float(value)
+    except ValueError:
+        n = -1
+    if n <= 0:
+        raise RtError(f"invalid value {value!r} for {flag}: must be a positive number of seconds")
+    return n
+
+
 def need_id(pos: list[str], verb: str) -> str:
     if not pos:
         raise RtError(f'"{verb}" requires a container id')

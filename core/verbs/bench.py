@@ -4,6 +4,7 @@ import shlex
 import sys
 import time
 
+from ..cli import seconds
 from ..errors import RtError
 
 
@@ -44,12 +45,7 @@ def run(g, opts, pos):
         raise RtError("--runs must be at least 1")
     if opts.density < 0:
         raise RtError("--density must be 0 (skip) or more")
-    try:
-        window = float(opts.window)
-    except ValueError:
-        window = -1
-    if window <= 0:
-        raise RtError(f"invalid value {opts.window!r} for --window: must be a positive number of seconds")
+    window = seconds(opts.window, "--window")
     for flag in ("command", "idle", "init"):
         if not shlex.split(opts[flag]):
             raise RtError(f"--{flag} must not be empty")

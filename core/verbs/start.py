@@ -1,5 +1,5 @@
 from .. import status
-from ..cli import need_id
+from ..cli import need_id, seconds
 from ..errors import RtError
 from . import backend_of, store
 
@@ -20,13 +20,7 @@ def run(g, opts, pos):
         if s == status.STOPPED:
             raise RtError("cannot start a container that has stopped")
         status.check("start", s, cid)
-        if opts.wait_ready:
-            try:
-                timeout = float(opts.ready_timeout)
-            except ValueError:
-                timeout = -1
-            if timeout <= 0:
-                raise RtError(f"invalid --ready-timeout {opts.ready_timeout!r}: must be positive seconds")
+        timeout = seconds(opts.ready_timeout, "--ready-timeout") if opts.wait_ready else 0
         do_start(c)
         if opts.wait_ready:
             backend_of(c).wait_ready(c, timeout)

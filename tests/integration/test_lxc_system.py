@@ -186,7 +186,7 @@ def test_start_wait_ready_and_sd_notify(runtime, system_bundle, no_leaks):
     import socket
     runtime.create("ready", system_bundle(), check=True)
     p = runtime("start", "--wait-ready", "--ready-timeout", "soon", "ready")
-    assert p.returncode == 1 and "invalid --ready-timeout" in p.stderr
+    assert p.returncode == 1 and "invalid value 'soon' for --ready-timeout" in p.stderr
     assert runtime.state("ready")["status"] == "created"  # refused before anything ran
     runtime("start", "--wait-ready", "ready", check=True)
     init = runtime.state("ready")["pid"]
