@@ -130,6 +130,8 @@ class SystemBackend(api.OciBackend):
         import socket
         import sys
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # the shim's message then carries its pid (it execs the init): the monitor ends with it
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         fd = theirs.detach()
         os.set_inheritable(fd, True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -3,9 +3,12 @@
 It receives the pty master (the container's /dev/console) on FD, keeps the last 64 KiB of
 output in memory and all of it (capped) in STATE_DIR/console.log, and lets one `rt console`
 client at a time attach through STATE_DIR/console.sock, and receives the init's sd_notify
-messages on STATE_DIR/run-host/notify (/run/host/notify inside). It exits when the container's last
-process closes the console. Only builtins: it stays resident for the container's life.
+messages on STATE_DIR/run-host/notify (/run/host/notify inside). It holds the console's slave
+side open too, so the console outlives moments when nothing inside has it open (systemd closes
+it once journald runs), and exits when the container's init does. Only builtins: it stays
+resident for the container's life.
 """
+import fcntl
 import os
 import select
 import sys
@@ -14,18 +17,26 @@ import _socket
 
 RING = 64 * 1024
 LOG_CAP = 1024 * 1024
+TIOCGPTPEER = 0x5441
 
 
-def receive_master(fd: int) -> int:
+def receive_master(fd: int) -> tuple[int, int]:
+    """(pty master, host pid of the sender: the stub that execs the init, SO_PASSCRED)."""
     s = _socket.socket(fileno=fd)
     try:
-        _, anc, _, _ = s.recvmsg(256, _socket.CMSG_LEN(4))
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_PASSCRED, 1)
+        _, anc, _, _ = s.recvmsg(256, _socket.CMSG_SPACE(4) + _socket.CMSG_SPACE(12))
     finally:
         s.close()
+    master, pid = None, 0
     for level, kind, data in anc:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            return int.from_bytes(data[:4], sys.byteorder)
-    raise SystemExit("monitor: no pty master received")
+            master = int.from_bytes(data[:4], sys.byteorder)
+        elif level == _socket.SOL_SOCKET and kind == _socket.SCM_CREDENTIALS:
+            pid = int.from_bytes(data[:4], sys.byteorder)  # struct ucred: pid, uid, gid
+    if master is None:
+        raise SystemExit("monitor: no pty master received")
+    return master, pid
 
 
 def on_notify(sock, state: str) -> None:
@@ -45,7 +56,17 @@ def on_notify(sock, state: str) -> None:
 def main() -> None:
     state = sys.argv[2]
     notify = _socket.socket(fileno=int(sys.argv[3]))  # bound by `create`, before the init exists
-    master = receive_master(int(sys.argv[1]))
+    master, init_pid = receive_master(int(sys.argv[1]))
+    # A pty master reads EIO while no slave fd is open. systemd (PID 1) closes /dev/console
+    # between messages once journald runs: taking that for the end of the container closed
+    # the pty under it, and every later open of /dev/console failed with EIO (1 s of retries
+    # per status line, console-getty looping, no console, `rt stop` timing out). Hold a slave
+    # fd of our own, and end with the init (a pidfd) instead.
+    peer = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)  # noqa: F841
+    try:
+        pidfd = os.pidfd_open(init_pid) if init_pid > 0 else None
+    except OSError:  # already gone
+        pidfd = None
     os.set_blocking(master, False)
     log_path = os.path.join(state, "console.log")
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -61,9 +82,14 @@ def main() -> None:
     ring = bytearray()
     client = None
     written = 0
-    while True:
+    done = False
+    while not done:
         watch = [master, listener.fileno(), notify.fileno()] + ([client.fileno()] if client else [])
+        watch += [pidfd] if pidfd is not None else []
         ready, _, _ = select.select(watch, [], [])
+        if pidfd is not None and pidfd in ready:  # the init exited: log what it left, then end
+            done = True
+            ready.append(master)
         if notify.fileno() in ready:
             on_notify(notify, state)
         if master in ready:
@@ -71,7 +97,7 @@ def main() -> None:
                 data = os.read(master, 65536)
             except BlockingIOError:
                 data = None
-            except OSError:  # EIO: nothing holds the console any more
+            except OSError:  # EIO: no slave left (ours was hung up too)
                 break
             if data:
                 ring += data

@@ -148,6 +148,28 @@ def test_console_log_and_attach(runtime, system_bundle, tmp_path, no_leaks):
     assert runtime("console", "con").returncode != 0  # gone
 
 
+def test_console_outlives_the_init_closing_it(runtime, system_bundle, no_leaks):
+    """systemd closes /dev/console once journald runs, and reopens it for each message: a
+    moment with no slave open inside must not end the console (the monitor took the EIO
+    for the container's end and closed the pty; every later open of /dev/console failed)."""
+    script = ("exec </dev/null >/dev/null 2>&1; sleep 0.3; "
+              "echo later > /dev/console && echo reopened > /run/ok; sleep 1000")
+    b = system_bundle(edit=lambda c: c["process"].__setitem__("args", ["sh", "-c", script]))
+    runtime.create("con2", b, check=True)
+    runtime("start", "con2", check=True)
+    p = runtime("exec", "con2", "sh", "-c", "for i in $(seq 60); do [ -e /run/ok ] && break; sleep 0.05; done; "
+                                            "cat /run/ok")
+    assert p.stdout.strip() == "reopened", p.stderr
+    assert "later" in open(os.path.join(runtime.root, "con2", "console.log"), errors="replace").read()
+    assert monitors(runtime.root)
+    runtime("kill", "con2", "KILL", check=True)
+    deadline = time.monotonic() + 5
+    while monitors(runtime.root) and time.monotonic() < deadline:  # it ends with the init
+        time.sleep(0.05)
+    assert not monitors(runtime.root)
+    runtime("delete", "con2", check=True)
+
+
 def test_unprivileged_with_automatic_id_range(runtime, system_bundle, no_leaks):
     """rt.system.userns=auto: root inside is a high host uid from rt's own ranges; the
     rootfs is idmapped, so it still looks (and writes) as root-owned, without a chown."""
