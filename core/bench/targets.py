@@ -84,8 +84,18 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def memory_cgroup(pid: int) -> str | None:
-    """The directory of pid's memory cgroup, as seen from here (v1 controller or v2)."""
+def instance_path(path: str, token: str) -> str:
+    """The instance's own cgroup: the topmost level that names it. An init such as systemd
+    sits in a child (`.../init.scope`), and its siblings belong to the instance too."""
+    parts = path.strip("/").split("/")
+    for i, part in enumerate(parts):
+        if token in part:
+            return "/" + "/".join(parts[:i + 1])
+    return path
+
+
+def memory_cgroup(pid: int, token: str = "") -> str | None:
+    """The directory of the memory cgroup of pid's instance, as seen from here (v1 or v2)."""
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             lines = f.read().splitlines()
@@ -95,11 +105,11 @@ def memory_cgroup(pid: int) -> str | None:
     for line in lines:
         _, ctrls, path = line.split(":", 2)
         if "memory" in ctrls.split(","):
-            return os.path.join(CGROOT, "memory", path.lstrip("/"))
+            return os.path.join(CGROOT, "memory", instance_path(path, token).lstrip("/"))
         if ctrls == "":
             v2 = path
     if v2 is not None and os.path.exists(os.path.join(CGROOT, "cgroup.controllers")):
-        return os.path.join(CGROOT, v2.lstrip("/"))
+        return os.path.join(CGROOT, instance_path(v2, token).lstrip("/"))
     return None
 
 
@@ -114,11 +124,16 @@ def cgroup_charge_kib(cg: str) -> int:
 
 
 def cgroup_pids(cg: str) -> set[int]:
-    try:
-        with open(os.path.join(cg, "cgroup.procs")) as f:
-            return {int(x) for x in f.read().split()}
-    except OSError:
-        return set()
+    """Every process in cg and below it."""
+    found = set()
+    for top, _, files in os.walk(cg):
+        if "cgroup.procs" in files:
+            try:
+                with open(os.path.join(top, "cgroup.procs")) as f:
+                    found |= {int(x) for x in f.read().split()}
+            except OSError:
+                continue
+    return found
 
 
 def pids_naming(token: str) -> list[int]:
@@ -140,7 +155,7 @@ def pids_naming(token: str) -> list[int]:
 def instance_memory(pid: int | None, token: str) -> dict:
     """Host memory for one running instance: the cgroup's charge, plus the PSS of the
     processes kept for it outside that cgroup (monitors, shims)."""
-    cg = memory_cgroup(pid) if pid else None
+    cg = memory_cgroup(pid, token) if pid else None
     inside = cgroup_pids(cg) if cg else set()
     helpers = [p for p in pids_naming(token) if p not in inside]
     helper = sum(pss_kib(p) for p in helpers)

@@ -20,10 +20,15 @@ def wait_ready(pid: int | None, exec_argv: list[str] | None, rootfs: str) -> Non
     b = api.bench
     if pid is None:
         raise b.Failed("no init pid")
-    if exec_argv and _has(rootfs, "/bin/systemctl"):
-        b.run(exec_argv + ["systemctl", "is-system-running", "--wait"], check=False, timeout=READY_TIMEOUT)
-        return
     deadline = time.monotonic() + READY_TIMEOUT
+    if exec_argv and _has(rootfs, "/bin/systemctl"):
+        while time.monotonic() < deadline:  # --wait returns early while systemd is not up yet
+            res = b.run(exec_argv + ["systemctl", "is-system-running", "--wait"], check=False,
+                        timeout=READY_TIMEOUT)
+            if res.stdout.strip() in (b"running", b"degraded"):
+                return
+            time.sleep(0.01)
+        raise b.Failed(f"systemd was not up in {READY_TIMEOUT} s")
     while time.monotonic() < deadline:
         try:
             with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -76,7 +81,11 @@ class Lxc(api.bench.BenchTarget):
                   f"{','.join(m.get('options') or ['defaults'])},create=dir 0 0"
                   for m in ctx.config.get("mounts") or []
                   if m.get("type") == "tmpfs" and m["destination"] not in ("/dev", "/dev/shm")]
-        self.base = [f"lxc.rootfs.path = dir:{ctx.rootfs}", "lxc.net.0.type = empty",
+        common = "/usr/share/lxc/config/common.conf"  # LXC's own defaults for every container
+        self.base = [f"lxc.include = {common}"] if os.path.exists(common) else []
+        if (ctx.config.get("root") or {}).get("readonly"):
+            self.base.append("lxc.rootfs.options = ro")
+        self.base += [f"lxc.rootfs.path = dir:{ctx.rootfs}", "lxc.net.0.type = empty",
                      "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed", "lxc.tty.max = 0", "lxc.pty.max = 16",
                      *mounts]
 

@@ -213,3 +213,12 @@ def test_bench_help_lists_its_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--plugins", "--peers", "--runs", "--json", "--output", "--density", "--window"):
         assert flag in out
+
+
+def test_the_instance_cgroup_is_the_level_that_names_it():
+    from rt.core.bench.targets import instance_path
+    assert instance_path("/rt/rtbench-9-system-3/init.scope", "rtbench-9-system-3") == "/rt/rtbench-9-system-3"
+    assert instance_path("/lxc.payload.rtbench-9-system-4/system.slice/ssh.service",
+                         "rtbench-9-system-4") == "/lxc.payload.rtbench-9-system-4"
+    assert instance_path("/rtbench-9-app-1", "rtbench-9-app-1") == "/rtbench-9-app-1"  # runc
+    assert instance_path("/user.slice", "rtbench-9-app-1") == "/user.slice"  # not ours: as it is
