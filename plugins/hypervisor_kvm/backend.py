@@ -160,6 +160,8 @@ class VmBackend(api.Backend):
                                   "initrd (rt.vm.rootfs=initrd, or virtiofsd is missing)")
             initrd = guest.pack_rootfs(initrd, req.rootfs, os.path.join(req.state_dir, "initrd.cpio"), memory)
         append = "console=ttyS0 quiet panic=-1 reboot=t"
+        if api.net_settings(spec.annotations) is not None:
+            append += " rtnet=1"  # /init loads the NIC's modules only then
         if accel == "tcg":
             append += "".join(f" {a}" for a in guest.tcg_kernel_args())
         if spec.vm and spec.vm.kernel.parameters:

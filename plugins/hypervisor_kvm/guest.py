@@ -62,14 +62,15 @@ def vmlinux(path: str, warn=lambda m: None) -> str:
     cannot be unpacked (QEMU then boots the bzImage, with decompression under emulation)."""
     if not os.path.isfile(path):
         raise RtError(f"hypervisor_kvm: guest kernel {path}: no such file")
+    st = os.stat(path)  # keyed on identity, not content: hashing 14 MB cost 22 ms per create
+    key = hashlib.sha256(f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = os.path.join(CACHE, f"vmlinux-{key}")
+    if os.path.exists(out):
+        return out
     with open(path, "rb") as f:
         data = f.read()
     if data[:4] == b"\x7fELF":
         return path
-    key = hashlib.sha256(data).hexdigest()[:16]
-    out = os.path.join(CACHE, f"vmlinux-{key}")
-    if os.path.exists(out):
-        return out
     os.makedirs(CACHE, exist_ok=True)
     for magic, cmd in MAGICS:
         at = data.find(magic)
@@ -252,7 +253,10 @@ INIT = """#!/bin/busybox sh
 /bin/busybox mkdir -p /dev/pts
 /bin/busybox mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 /bin/busybox mount -t tmpfs run /run
-for m in $(/bin/busybox cat /rt/modules); do /bin/busybox insmod /lib/modules/$m 2>/dev/null; done
+for m in $(/bin/busybox cat /rt/modules); do
+  case $m in *net*|*failover*|*virtio_blk*) [ -n "$rtnet" ] || continue;; esac  # rtnet=1: a NIC exists
+  /bin/busybox insmod /lib/modules/$m 2>/dev/null
+done
 exec {python} -I -S -B -c "import sys; sys.path.insert(0, '/rt'); import agent; agent.main()"
 """
 
@@ -266,9 +270,9 @@ def guest_python() -> str:
 
 
 PYC = ("import py_compile, sys, os\n"
-       "for n in ('agent', 'wire'):\n"
-       "    py_compile.compile(os.path.join(sys.argv[1], n + '.py'), os.path.join(sys.argv[2], n + '.pyc'),"
-       " doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+       "for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+       "    py_compile.compile(src, dst, doraise=True,"
+       " invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
        "print(sys.implementation.cache_tag)")
 
 
@@ -277,9 +281,12 @@ def initramfs(version: str | None) -> str:
     exe = guest_python()
     mods = _modules(version) if version else []
     h = hashlib.sha256()
-    for path in [exe, BUSYBOX, os.path.join(HERE, "agent.py"), os.path.join(HERE, "wire.py"), __file__]:
+    for path in [exe, BUSYBOX]:  # system files: their identity
         st = os.stat(path)
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for path in [os.path.join(HERE, "agent.py"), os.path.join(HERE, "wire.py"), __file__]:
+        with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
+            h.update(hashlib.sha256(f.read()).digest())
     h.update(f"{version}:{mods}".encode())
     out = os.path.join(CACHE, f"initramfs-{version}-{h.hexdigest()[:16]}.cpio")
     if os.path.exists(out):
@@ -296,20 +303,28 @@ def initramfs(version: str | None) -> str:
     c.copy(exe)
     for lib in _libraries(exe):
         c.copy(lib)
+    sources = []  # (host .py, its path in the guest)
     for path in _python_files(exe):
         if path.endswith("/os.py"):
             c.dir(os.path.join(os.path.dirname(path), "lib-dynload"))  # the exec_prefix landmark
         c.copy(path)
+        if path.endswith(".py"):
+            sources.append((path, path))
         if path.endswith(".so"):
             for lib in _libraries(path):
                 c.copy(lib)
+    for name in ("agent", "wire"):
+        c.copy(os.path.join(HERE, f"{name}.py"), f"/rt/{name}.py")
+        sources.append((os.path.join(HERE, f"{name}.py"), f"/rt/{name}.py"))
+    # Byte-compiled by the guest's own Python, unchecked (the archive has no mtimes): under -B
+    # it would otherwise compile them on every boot, ~75 ms under TCG.
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("agent", "wire"):  # byte-compiled by the guest's Python, so it loads them as they are
-            c.copy(os.path.join(HERE, f"{name}.py"), f"/rt/{name}.py")
-        tag = subprocess.run([exe, "-I", "-S", "-c", PYC, HERE, tmp], capture_output=True, text=True,
+        pairs = [a for i, (src, _) in enumerate(sources) for a in (src, os.path.join(tmp, f"{i}.pyc"))]
+        tag = subprocess.run([exe, "-I", "-S", "-c", PYC, *pairs], capture_output=True, text=True,
                              check=True).stdout.strip()
-        for name in ("agent", "wire"):
-            c.copy(os.path.join(tmp, f"{name}.pyc"), f"/rt/__pycache__/{name}.{tag}.pyc")
+        for i, (_, dest) in enumerate(sources):
+            stem = os.path.basename(dest)[:-3]
+            c.copy(os.path.join(tmp, f"{i}.pyc"), f"{os.path.dirname(dest)}/__pycache__/{stem}.{tag}.pyc")
     loaded = []
     for mod in mods:
         src = f"/lib/modules/{version}/{mod}"
