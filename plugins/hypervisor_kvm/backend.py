@@ -137,11 +137,12 @@ class VmBackend(api.Backend):
         spec = req.spec
         if spec.process is None or not spec.process.args:
             raise api.RtError("config.json: $.process.args: the VM needs a process to run")
-        if spec.process.terminal:
-            raise api.RtError("hypervisor_kvm: process.terminal is not supported yet (exec --tty is)")
         accel, why = choose_accel(vm.accel)
         req.warn(f"hypervisor_kvm: accelerator {accel}: {why}")
         if spec.vm and spec.vm.image:
+            if spec.process.terminal:
+                raise api.RtError("hypervisor_kvm: process.terminal with vm.image: the serial console is "
+                                  "relayed as plain stdio")
             return self._create_image(req, vm, accel)
         virtiofsd = find_virtiofsd()
         packed = rootfs_mode(vm.rootfs, virtiofsd, req.warn) == "initrd"
@@ -182,7 +183,12 @@ class VmBackend(api.Backend):
             self._network(req, plan)
             with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
                 json.dump(plan, f)
-            pid = self._spawn_shim(req, cg, vm.boot_timeout)
+            tty = self._terminal(req, plan) if spec.process.terminal else None
+            try:
+                pid = self._spawn_shim(req, cg, vm.boot_timeout, stdio=tty)
+            finally:
+                if tty is not None:
+                    os.close(tty)
         except BaseException:
             cg.kill_all()
             cg.destroy()
@@ -253,13 +259,42 @@ class VmBackend(api.Backend):
         return api.Created(pid, {"cgroup": path, "accel": accel, "mode": "image"})
 
     @staticmethod
-    def _spawn_shim(req, cg, boot_timeout: float, module: str = "vmshim") -> int:
+    def _terminal(req, plan) -> int:
+        """process.terminal: a host pty whose master goes to --console-socket (as runc sends
+        it); the slave becomes the shim's stdio, relayed to the guest pty of the process."""
+        from .execwait import _raw
+        console = api.connect_console(req.console_socket, True)
+        master, slave = os.openpty()
+        try:
+            size = api.console_size(req.spec.process)
+            if size:
+                import fcntl
+                import termios
+                fcntl.ioctl(master, termios.TIOCSWINSZ, size[0].to_bytes(2, "little") +
+                            size[1].to_bytes(2, "little") + bytes(4))
+                plan["create"]["process"]["rows"], plan["create"]["process"]["cols"] = size
+            _raw(slave)
+            with socket.socket(fileno=console) as cs:
+                socket.send_fds(cs, [b"/dev/ptmx"], [master])
+        except BaseException:
+            os.close(slave)
+            raise
+        finally:
+            os.close(master)
+        plan["tty"] = True
+        with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
+            json.dump(plan, f)
+        return slave
+
+    @staticmethod
+    def _spawn_shim(req, cg, boot_timeout: float, module: str = "vmshim", stdio: int | None = None) -> int:
         r, w = os.pipe()
         os.set_inheritable(w, True)
         exe = sys.executable
         try:
             pid = os.posix_spawn(exe, [exe, "-I", "-m", f"rt.plugins.hypervisor_kvm.{module}", req.state_dir, str(w)],
-                                 dict(os.environ), setsid=True)
+                                 dict(os.environ), setsid=True,
+                                 file_actions=[(os.POSIX_SPAWN_DUP2, stdio, i) for i in range(3)] if stdio else [])
         finally:
             os.close(w)
         try:

@@ -335,6 +335,18 @@ class Shim:
         except (OSError, Failed, KeyError) as e:
             self._reply(conn, {"op": "error", "error": f"{op}: {e}"})
 
+    def _follow_size(self, last):
+        import fcntl
+        import termios
+        try:
+            raw = fcntl.ioctl(0, termios.TIOCGWINSZ, bytes(8))
+        except OSError:
+            return last
+        size = (int.from_bytes(raw[0:2], "little"), int.from_bytes(raw[2:4], "little"))
+        if size != last and size[0] and size[1]:
+            self._send({"op": "resize", "rows": size[0], "cols": size[1]}, 0)
+        return size
+
     def _sid(self) -> int:
         self.next_sid += 1
         return self.next_sid
@@ -354,8 +366,12 @@ class Shim:
         self.sel.register(qemu_fd, selectors.EVENT_READ, ("qemu",))
         os.write(self.ready_fd, json.dumps({"ok": True, "qemu": self.qemu.pid}).encode())
         os.close(self.ready_fd)
+        size = None
         while self.exit_code is None:
             timeout = None if self.kill_deadline is None else max(0.0, self.kill_deadline - time.monotonic())
+            if self.plan.get("tty"):  # follow the host pty's size (the console socket's holder sets it)
+                size = self._follow_size(size)
+                timeout = 0.25 if timeout is None else min(timeout, 0.25)
             events = self.sel.select(timeout)
             if self.kill_deadline is not None and time.monotonic() >= self.kill_deadline:
                 self.exit_code = 128 + signal.SIGKILL  # the agent did not deliver it in time

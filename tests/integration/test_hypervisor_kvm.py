@@ -225,3 +225,35 @@ def test_rootfs_too_big_for_initrd_mode(runtime, vm_bundle, tmp_path, clean):
     p = runtime("create", "--bundle", vm_bundle(["true"], {"rt.vm.rootfs": "initrd"}, edit=lambda c: c["mounts"].append(
         {"destination": "/mnt", "type": "bind", "source": str(tmp_path), "options": ["bind"]})), "vm-bind")
     assert p.returncode == 1 and "bind mounts need virtio-fs" in p.stderr
+
+
+def test_process_terminal_through_console_socket(runtime, vm_bundle, tmp_path, clean):
+    """process.terminal: the pty master goes to --console-socket at create, as runc sends it;
+    the workload has a guest tty of that size, and follows a resize of the host pty."""
+    from test_lifecycle import ConsoleSocket, read_all
+    import fcntl
+    import termios
+
+    def edit(c):
+        c["process"]["terminal"] = True
+        c["process"]["consoleSize"] = {"height": 33, "width": 101}
+    b = vm_bundle(["sh", "-c", "tty; stty size; read line; echo got $line; sleep 1; stty size; exit 4"], edit=edit)
+    cs = ConsoleSocket(tmp_path / "console.sock")
+    try:
+        assert runtime.create("vm-tty2", b, "--console-socket", cs.path, timeout=180).returncode == 0
+        master = cs.receive_master()
+        runtime("start", "vm-tty2", check=True)
+        os.write(master, b"hello\r")
+        time.sleep(0.5)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, (40).to_bytes(2, "little") + (120).to_bytes(2, "little") + bytes(4))
+        out = read_all(master, timeout=20).decode().replace("\r", "").split("\n")
+        os.close(master)
+    finally:
+        cs.close()
+    out = [line for line in out if line != "hello"]  # the guest pty echoes what was typed
+    assert out[0].startswith("/dev/pts/") and out[1] == "33 101", out
+    assert out[2:4] == ["got hello", "40 120"], out
+    deadline = time.monotonic() + 30
+    while runtime.state("vm-tty2")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runtime("delete", "vm-tty2", check=True)
