@@ -189,6 +189,8 @@ class VmBackend(api.Backend):
             finally:
                 if tty is not None:
                     os.close(tty)
+            if req.hooks:  # prestart and createRuntime, on the host, once the VM exists
+                req.hooks.create_runtime(pid)
         except BaseException:
             cg.kill_all()
             cg.destroy()
@@ -251,6 +253,8 @@ class VmBackend(api.Backend):
             with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
                 json.dump(plan, f)
             pid = self._spawn_shim(req, cg, vm.boot_timeout, "imageshim")
+            if req.hooks:
+                req.hooks.create_runtime(pid)
         except BaseException:
             cg.kill_all()
             cg.destroy()

@@ -17,6 +17,11 @@ def rt_check_spec(spec, plugin):
     from rt.core.api import RtError
     from .settings import decode
     decode(spec.annotations)
+    h = spec.hooks
+    if h and (h.create_container or h.start_container):
+        raise RtError("config.json: $.hooks: createContainer and startContainer hooks run inside the "
+                      "container's namespaces, which are a guest kernel's under hypervisor_kvm: not supported "
+                      "(prestart, createRuntime, poststart and poststop run on the host)")
     for ns in (spec.linux.namespaces if spec.linux else []):
         if ns.path:  # a host namespace cannot be shared with a guest kernel
             raise RtError(f"config.json: $.linux.namespaces: hypervisor_kvm cannot join the host's {ns.type} "

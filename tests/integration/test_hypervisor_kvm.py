@@ -257,3 +257,26 @@ def test_process_terminal_through_console_socket(runtime, vm_bundle, tmp_path, c
     while runtime.state("vm-tty2")["status"] != "stopped" and time.monotonic() < deadline:
         time.sleep(0.1)
     runtime("delete", "vm-tty2", check=True)
+
+
+def test_host_hooks_run_and_guest_hooks_are_refused(runtime, vm_bundle, tmp_path, clean):
+    """prestart/createRuntime run on the host once the VM exists (state on stdin, the
+    shim's pid), poststart and poststop around the workload; in-container hooks are refused."""
+    def hook(name):
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {tmp_path}/{name}"]}
+
+    def edit(c):
+        c["hooks"] = {"prestart": [hook("prestart")], "createRuntime": [hook("createRuntime")],
+                      "poststart": [hook("poststart")], "poststop": [hook("poststop")]}
+    p = runtime("run", "--bundle", vm_bundle(["true"], edit=edit), "vm-hooks", stdin=subprocess.DEVNULL, timeout=180)
+    assert p.returncode == 0, p.stderr
+    for name in ("prestart", "createRuntime", "poststart", "poststop"):
+        state = json.loads((tmp_path / name).read_text())
+        assert state["id"] == "vm-hooks" and (state["pid"] > 0 or name == "poststop"), (name, state)
+    assert json.loads((tmp_path / "createRuntime").read_text())["status"] == "creating"
+
+    def guest_hook(c):
+        c["hooks"] = {"createContainer": [hook("cc")]}
+    p = runtime("create", "--bundle", vm_bundle(["true"], edit=guest_hook), "vm-hooks2", timeout=60)
+    assert p.returncode == 1 and "createContainer and startContainer hooks" in p.stderr
+    assert not (tmp_path / "cc").exists()
