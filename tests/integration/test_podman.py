@@ -94,3 +94,16 @@ def test_vm_through_podman(podman):
     p = podman(["run", "--rm", "--annotation", "rt.plugin=hypervisor_kvm", IMG, "sh", "-c", "uname -r; exit 7"])
     assert p.returncode == 7, p.stderr
     assert p.stdout.strip() != platform.release() and p.stdout.strip() in os.listdir("/lib/modules")
+
+
+def test_vm_interactive_tty_through_podman(podman, tmp_path):
+    """`podman run -it` of a VM: conmon gets the pty master through --console-socket."""
+    import os
+    log = tmp_path / "typescript"
+    cmd = (f"{podman.bin} --runtime rt run --rm -it --annotation rt.plugin=hypervisor_kvm {IMG} "
+           "sh -c 'sleep 1; tty; uname -r'")
+    p = subprocess.run(["script", "-qec", cmd, str(log)], env=podman.env, capture_output=True, text=True, timeout=180,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    text = log.read_text()
+    assert "/dev/pts/0" in text and any(v in text for v in os.listdir("/lib/modules") if v != os.uname().release)
