@@ -25,10 +25,10 @@ def leftovers(pid: int) -> dict:
             "links": [ln for ln in os.listdir("/sys/class/net") if ln.startswith("rtv")]}
 
 
-def bench(bundle, out, *args, timeout=600):
+def bench(bundle, out, *args, timeout=600, env=None):
     rt = runtime_path()
     p = subprocess.run([rt, "bench", "--json", "-o", str(out), *args, bundle], capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout, env=env)
     assert p.returncode == 0, p.stderr
     return {t["name"]: t for t in json.loads(p.stdout)["targets"]}, p.stderr
 
@@ -64,6 +64,16 @@ def test_not_applicable_row_and_the_rest_go_on(make_bundle, tmp_path):
     assert rows["rt app_single"]["metrics"]["roundtrip"]["n"] == 1
     table = (tmp_path / "out" / "table.txt").read_text()
     assert "rt hypervisor_kvm *  vm" in table and "not applicable: config.json: $.linux.namespaces" in table
+
+
+def test_missing_peers_are_skipped_with_a_note(make_bundle, tmp_path):
+    # With nothing on PATH, runc and crun are not found: their rows say so, rt's still runs.
+    rows, _ = bench(make_bundle(["true"]), tmp_path / "out", "--plugins", "app_single", "--runs", "1",
+                    "--density", "0", env={**os.environ, "PATH": "/nonexistent"})
+    assert rows["runc"]["status"] == rows["crun"]["status"] == "skipped"
+    assert rows["runc"]["note"] == "runc is not installed" and rows["crun"]["note"] == "crun is not installed"
+    assert rows["rt app_single"]["status"] == "ok"
+    assert "runc             app    skipped: runc is not installed" in (tmp_path / "out" / "table.txt").read_text()
 
 
 def test_system_level_against_lxc(make_bundle, tmp_path):
