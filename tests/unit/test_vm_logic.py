@@ -108,3 +108,11 @@ def test_missing_kernel_file():
 def test_tcg_kernel_args_name_the_tsc_rate():
     args = guest.tcg_kernel_args()
     assert all(a.startswith("tsc_early_khz=") and int(a.split("=")[1]) > 0 for a in args)
+
+
+def test_module_signature_is_stripped_exactly():
+    from rt.plugins.hypervisor_kvm.guest import SIG_MAGIC, _unsigned
+    body, sig = b"\x7fELF module body", b"S" * 40
+    info = bytes(8) + len(sig).to_bytes(4, "big")
+    assert _unsigned(body + sig + info + SIG_MAGIC) == body
+    assert _unsigned(body) == body  # unsigned already
