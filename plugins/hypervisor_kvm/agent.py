@@ -3,7 +3,8 @@
 It talks to the host shim over the virtio-serial port "rt.agent" (frames of wire.py),
 prepares the container root (the bundle's rootfs over virtio-fs), starts the workload at
 `start`, runs `exec` sessions, forwards stdio, delivers signals and reaps every orphan.
-Builtins only: os, marshal, select, _signal, fcntl. Helpers come from the initramfs's busybox.
+Builtins only: os, marshal, select, _signal, fcntl (and ctypes, through confine.py, for a
+workload's capabilities and seccomp). Helpers come from the initramfs's busybox.
 """
 import os
 import select
@@ -168,6 +169,13 @@ def lookup(name: str, path: str) -> str:
     raise FileNotFoundError(2, "No such file or directory", name)
 
 
+def need_confine(p: dict) -> None:
+    """Import confine (ctypes) in the agent, once, when a process has caps, nnp or seccomp:
+    its forked children then have it without paying for the import each."""
+    if p.get("caps") is not None or p.get("nnp") or p.get("seccomp"):
+        import confine  # noqa: F401
+
+
 def spawn(sid: int, p: dict, gated: bool) -> Session:
     s = Session(sid)
     if p.get("tty"):
@@ -207,13 +215,19 @@ def spawn(sid: int, p: dict, gated: bool) -> Session:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
             os.chroot(ROOT)
             os.chdir(p["cwd"] or "/")
+            confine = sys.modules.get("confine")  # imported at create when the spec confines
+            if confine:
+                confine.before_setuid(p.get("caps"), p["uid"], p.get("nnp", False), p.get("seccomp"))
             os.setgroups(p["gids"])
             os.setgid(p["gid"])
             os.setuid(p["uid"])
             if p.get("umask") is not None:
                 os.umask(p["umask"])
             env = dict(e.split("=", 1) for e in p["env"] if "=" in e)
-            os.execve(lookup(p["args"][0], env.get("PATH", "/usr/local/bin:/usr/bin:/bin")), p["args"], env)
+            exe = lookup(p["args"][0], env.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
+            if confine:
+                confine.after_setuid(p.get("caps"), p.get("nnp", False), p.get("seccomp"))
+            os.execve(exe, p["args"], env)
         except BaseException as e:  # noqa: B036 -- nothing may escape a forked child
             try:
                 os.write(2, f"rt: exec {p['args'][0]}: {getattr(e, 'strerror', None) or e}\n".encode())
@@ -325,6 +339,7 @@ class Agent:
         try:
             if op == "create":
                 self.spec = payload
+                need_confine(payload["process"])
                 if payload.get("net"):
                     configure_net(payload["net"])
                 prepare_root(payload)
@@ -336,6 +351,7 @@ class Agent:
                 s.gate = None
                 self.send({"op": "started"}, sid)
             elif op == "exec":
+                need_confine(payload["process"])
                 self.add(spawn(sid, payload["process"], gated=False))
                 self.send({"op": "started", "pid": self.sessions[sid].pid}, sid)
             elif op == "signal":

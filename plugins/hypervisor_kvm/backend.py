@@ -94,10 +94,24 @@ def _call(c, req: dict, timeout: float = 30.0, fds: list[int] = ()) -> dict:
         s.close()
 
 
-def _process(proc, rows_cols=None) -> dict:
+def _guest_seccomp(spec, warn=lambda m: None) -> dict | None:
+    """linux.seccomp compiled here (libseccomp) to the BPF that the agent loads in the guest."""
+    sc = spec.linux.seccomp if spec.linux else None
+    if sc is None:
+        return None
+    compiled = api.compile_seccomp(sc, warn)
+    if compiled.get("listener"):
+        raise api.RtError("hypervisor_kvm: SCMP_ACT_NOTIFY needs a listener on this host, and the filtered "
+                          "process runs in a guest kernel: not supported")
+    return {"bpf": compiled["bpf"].hex(), "flags": compiled["flags"]}
+
+
+def _process(proc, rows_cols=None, seccomp: dict | None = None, warn=lambda m: None) -> dict:
     u = proc.user
     out = {"args": list(proc.args), "env": list(proc.env), "cwd": proc.cwd or "/", "uid": u.uid, "gid": u.gid,
-           "gids": list(u.additional_gids), "umask": u.umask, "tty": bool(proc.terminal)}
+           "gids": list(u.additional_gids), "umask": u.umask, "tty": bool(proc.terminal),
+           "caps": api.capability_plan(proc.capabilities, warn), "nnp": bool(proc.no_new_privileges),
+           "seccomp": seccomp}
     if rows_cols:
         out["rows"], out["cols"] = rows_cols
     return out
@@ -176,7 +190,8 @@ class VmBackend(api.Backend):
                 "id": req.id, "qemu": qemu, "accel": accel, "kernel": kernel, "initrd": initrd, "append": append,
                 "memory_mb": int(memory), "cpus": cpus, "virtiofsd": virtiofsd, "boot_timeout": vm.boot_timeout,
                 "shares": ([] if packed else [{"tag": "rt0", "path": req.rootfs}]) + shares, "stdin": True,
-                "create": {"process": _process(spec.process), "mounts": mounts, "packed": packed,
+                "create": {"process": _process(spec.process, None, _guest_seccomp(spec, req.warn), req.warn),
+                           "mounts": mounts, "packed": packed,
                            "shares": [s["tag"] for s in shares], "hostname": spec.hostname,
                            "readonly": bool(spec.root and spec.root.readonly), "net": None},
             }
@@ -372,4 +387,7 @@ class VmBackend(api.Backend):
         if not proc.args:
             raise api.RtError("exec: args must not be empty")
         console = api.connect_console(req.get("console_socket"), proc.terminal)
-        return spawn_waiter(c.dir, _process(proc, api.console_size(proc)), console)
+        from rt.spec import load_config
+        with open(os.path.join(c.dir, "config.json"), "rb") as f:
+            spec = load_config(f.read())  # the container's filter applies to exec too, as under runc
+        return spawn_waiter(c.dir, _process(proc, api.console_size(proc), _guest_seccomp(spec)), console)

@@ -17,6 +17,7 @@ from rt.core.api import RtError
 CACHE = os.environ.get("RT_VM_CACHE", "/var/cache/rt/vm")
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUSYBOX = "/bin/busybox"
+AGENT_FILES = ("agent", "wire", "confine")  # shipped to /rt in the guest
 MODULES = ["virtio_mmio", "virtio_console", "virtiofs", "virtio_net", "virtio_blk"]
 # magic -> how to decompress (the payload of a bzImage; scripts/extract-vmlinux does the same)
 MAGICS = [(b"\x02\x21\x4c\x18", ["lz4", "-dc"]), (b"\x28\xb5\x2f\xfd", ["zstd", "-dc"]),
@@ -212,7 +213,7 @@ def _libraries(binary: str) -> list[str]:
 
 def _python_files(exe: str) -> list[str]:
     """The files the agent's imports load from disk under `exe -I -S` (the rest is frozen)."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import agent, fcntl;"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import agent, fcntl, confine;"
             "print('\\n'.join(m.__spec__.origin for m in list(sys.modules.values())"
             " if getattr(m, '__spec__', None) and m.__spec__.origin and m.__spec__.origin.startswith('/')"
             " and not m.__spec__.origin.startswith(sys.argv[1])));"
@@ -307,7 +308,7 @@ def initramfs(version: str | None) -> str:
     for path in [exe, BUSYBOX]:  # system files: their identity
         st = os.stat(path)
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    for path in [os.path.join(HERE, "agent.py"), os.path.join(HERE, "wire.py"), __file__]:
+    for path in [*(os.path.join(HERE, f"{n}.py") for n in AGENT_FILES), __file__]:
         with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
             h.update(hashlib.sha256(f.read()).digest())
     h.update(f"{version}:{mods}".encode())
@@ -336,7 +337,7 @@ def initramfs(version: str | None) -> str:
         if path.endswith(".so"):
             for lib in _libraries(path):
                 c.copy(lib)
-    for name in ("agent", "wire"):
+    for name in AGENT_FILES:
         c.copy(os.path.join(HERE, f"{name}.py"), f"/rt/{name}.py")
         sources.append((os.path.join(HERE, f"{name}.py"), f"/rt/{name}.py"))
     # Byte-compiled by the guest's own Python, unchecked (the archive has no mtimes): under -B

@@ -164,7 +164,9 @@ def test_tap_on_a_private_bridge_and_address_in_the_guest(runtime, vm_bundle, cl
     b = vm_bundle(["sh", "-c", "cat /sys/class/net/eth0/address; ip -4 -o addr show eth0; ip route; "
                    "ping -c 1 -W 5 203.0.113.1 >/dev/null && echo gateway-answers; "
                    "echo from-the-guest | nc -l -p 7777"],
-                  annotations={"rt.net.bridge": bridge, "rt.net.subnet": "203.0.113.0/24"})
+                  annotations={"rt.net.bridge": bridge, "rt.net.subnet": "203.0.113.0/24"},
+                  edit=lambda c: [c["process"]["capabilities"][k].append("CAP_NET_RAW")  # for ping, as in a container
+                                  for k in ("bounding", "effective", "permitted")])
     try:
         proc = subprocess.Popen([runtime.path, "--root", runtime.root, "run", "--bundle", b, "vm-net"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -280,3 +282,32 @@ def test_host_hooks_run_and_guest_hooks_are_refused(runtime, vm_bundle, tmp_path
     p = runtime("create", "--bundle", vm_bundle(["true"], edit=guest_hook), "vm-hooks2", timeout=60)
     assert p.returncode == 1 and "createContainer and startContainer hooks" in p.stderr
     assert not (tmp_path / "cc").exists()
+
+
+def test_capabilities_nnp_and_seccomp_apply_in_the_guest(runtime, vm_bundle, clean):
+    """The spec's capability sets, no_new_privs and seccomp filter (compiled on the host by
+    libseccomp, loaded by the agent) hold inside the guest, for the process and for exec."""
+    def edit(c):
+        c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                                 "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                               "errnoRet": 1}]}
+    script = ("grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '; "
+              "mkdir /tmp/x 2>&1; sleep 1000")
+    runtime.create("vm-conf", vm_bundle(["sh", "-c", script], edit=edit), check=True, timeout=180)
+    runtime("start", "vm-conf", check=True)
+    p = runtime("exec", "vm-conf", "sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -s '\\t ' ' ';"
+                                                " mkdir /tmp/y")
+    assert "Seccomp: 2" in p.stdout and "Operation not permitted" in p.stderr, (p.stdout, p.stderr)
+    # AUDIT_WRITE, KILL and NET_BIND_SERVICE (bits 29, 5, 10) and nothing else
+    assert "CapEff: 0000000020000420" in p.stdout
+    runtime("kill", "vm-conf", "KILL", check=True)
+    deadline = time.monotonic() + 30
+    while runtime.state("vm-conf")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runtime("delete", "vm-conf", check=True)
+
+    def notify(c):
+        c["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/tmp/nowhere.sock",
+                                 "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+    p = runtime("create", "--bundle", vm_bundle(["true"], edit=notify), "vm-notify", timeout=60)
+    assert p.returncode == 1 and "SCMP_ACT_NOTIFY" in p.stderr
