@@ -370,6 +370,23 @@ class VmBackend(api.Backend):
     def resume(self, c) -> None:
         _call(c, {"op": "resume"})
 
+    def update(self, c, resources: dict) -> None:
+        """The cgroup around QEMU, virtiofsd and the shim takes cpu, pids and I/O limits at
+        any time. Memory sized the guest at create, and a running VM cannot change it."""
+        mem = resources.get("memory") or {}
+        if any(mem.get(k) is not None for k in ("limit", "reservation", "swap")):
+            raise api.RtError("update: hypervisor_kvm: the memory limit sized the VM at create; it cannot "
+                              "change while the VM runs (recreate it, or set rt.vm.memory)")
+        path = c.extra.get("cgroup")
+        if not path:
+            raise api.RtError("update: the container has no cgroup")
+        try:
+            problems = api.Cgroup(path).apply(resources)
+        except ValueError as e:
+            raise api.RtError(f"update: {e}")
+        if problems:
+            raise api.RtError(f"update: {problems[0]}")
+
     def delete(self, c) -> None:
         path = c.extra.get("cgroup")
         if path:

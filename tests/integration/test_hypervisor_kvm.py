@@ -311,3 +311,27 @@ def test_capabilities_nnp_and_seccomp_apply_in_the_guest(runtime, vm_bundle, cle
                                  "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
     p = runtime("create", "--bundle", vm_bundle(["true"], edit=notify), "vm-notify", timeout=60)
     assert p.returncode == 1 and "SCMP_ACT_NOTIFY" in p.stderr
+
+
+def test_update_limits_the_vm_cgroup(runtime, vm_bundle, clean):
+    """update: cpu and pids limits land on the cgroup around QEMU; memory sized the guest
+    at create and is refused while the VM runs."""
+    runtime("run", "-d", "--bundle", vm_bundle(["sleep", "1000"]), "vm-upd", check=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=180)
+    pid = runtime.state("vm-upd")["pid"]
+    runtime("update", "--cpu-quota", "50000", "--cpu-period", "100000", "--pids-limit", "77", "vm-upd", check=True)
+    cg = {}
+    for line in open(f"/proc/{pid}/cgroup").read().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for ctrl in ctrls.split(",") if ctrls else [""]:
+            cg[ctrl] = path
+    if "cpu" in cg:  # v1 / hybrid: /sys/fs/cgroup/cpu is there whether or not it is joined with cpuacct
+        assert open(f"/sys/fs/cgroup/cpu{cg['cpu']}/cpu.cfs_quota_us").read().strip() == "50000"
+        assert open(f"/sys/fs/cgroup/pids{cg['pids']}/pids.max").read().strip() == "77"
+    else:
+        base = f"/sys/fs/cgroup{cg['']}"
+        assert open(f"{base}/cpu.max").read().split() == ["50000", "100000"]
+        assert open(f"{base}/pids.max").read().strip() == "77"
+    p = runtime("update", "--memory", "100000000", "vm-upd")
+    assert p.returncode == 1 and "sized the VM" in p.stderr
+    runtime("delete", "--force", "vm-upd", check=True)
