@@ -6,6 +6,7 @@ from .protocol import (PROTOCOL_VERSION, Channel, Child, Error, Hello, Hooks, Id
                        Run, ShimFailed, UnexpectedMessage)
 
 SHIM_DIR = os.path.dirname(os.path.abspath(__file__))
+STUB_PATH = os.path.join(SHIM_DIR, "stub.py")  # builtins and ctypes only: other kinds may ship it
 # Import the stub as a module (its .pyc is cached at install) rather than run it as a
 # script, which would compile it on every start.
 STUB_CMD = f"import sys; sys.path[:0] = [{SHIM_DIR!r}]; import stub; stub.main()"

@@ -181,37 +181,44 @@ class VmBackend(api.Backend):
             append += "".join(f" {a}" for a in guest.tcg_kernel_args())
         if spec.vm and spec.vm.kernel.parameters:
             append += " " + " ".join(spec.vm.kernel.parameters)
+        plan = {
+            "id": req.id, "qemu": qemu, "accel": accel, "kernel": kernel, "initrd": initrd, "append": append,
+            "memory_mb": int(memory), "cpus": cpus, "virtiofsd": virtiofsd, "boot_timeout": vm.boot_timeout,
+            "shares": ([] if packed else [{"tag": "rt0", "path": req.rootfs}]) + shares, "stdin": True,
+            "create": {"process": _process(spec.process, None, _guest_seccomp(spec, req.warn), req.warn),
+                       "mounts": mounts, "packed": packed,
+                       "shares": [s["tag"] for s in shares], "hostname": spec.hostname,
+                       "readonly": bool(spec.root and spec.root.readonly), "net": None},
+        }
+        path, pid = self._launch(req, plan, "vmshim", terminal=bool(spec.process.terminal))
+        return api.Created(pid, {"cgroup": path, "accel": accel})
+
+    def _launch(self, req, plan: dict, module: str, terminal: bool = False) -> tuple[str, int]:
+        """The cgroup, network, plan and shim, then prestart and createRuntime hooks on the
+        host once the VM exists. On any failure nothing is left. Returns (cgroup, pid)."""
+        spec = req.spec
         path = api.normalize_cgroup_path(spec.linux.cgroups_path if spec.linux else "", req.id)
         req.save_extra(cgroup=path)
         cg = api.Cgroup(path)
         try:
             cg.create()
-            plan = {
-                "id": req.id, "qemu": qemu, "accel": accel, "kernel": kernel, "initrd": initrd, "append": append,
-                "memory_mb": int(memory), "cpus": cpus, "virtiofsd": virtiofsd, "boot_timeout": vm.boot_timeout,
-                "shares": ([] if packed else [{"tag": "rt0", "path": req.rootfs}]) + shares, "stdin": True,
-                "create": {"process": _process(spec.process, None, _guest_seccomp(spec, req.warn), req.warn),
-                           "mounts": mounts, "packed": packed,
-                           "shares": [s["tag"] for s in shares], "hostname": spec.hostname,
-                           "readonly": bool(spec.root and spec.root.readonly), "net": None},
-            }
             self._network(req, plan)
             with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
                 json.dump(plan, f)
-            tty = self._terminal(req, plan) if spec.process.terminal else None
+            tty = self._terminal(req, plan) if terminal else None
             try:
-                pid = self._spawn_shim(req, cg, vm.boot_timeout, stdio=tty)
+                pid = self._spawn_shim(req, cg, plan["boot_timeout"], module, stdio=tty)
             finally:
                 if tty is not None:
                     os.close(tty)
-            if req.hooks:  # prestart and createRuntime, on the host, once the VM exists
+            if req.hooks:
                 req.hooks.create_runtime(pid)
         except BaseException:
             cg.kill_all()
             cg.destroy()
             self._release_net(req.id, req.state_dir, req.extra)
             raise
-        return api.Created(pid, {"cgroup": path, "accel": accel})
+        return path, pid
 
     def _network(self, req, plan) -> None:
         net = api.net_settings(req.spec.annotations)
@@ -255,26 +262,12 @@ class VmBackend(api.Backend):
             raise api.RtError(f"hypervisor_kvm: {qemu} is missing (apt-get install qemu-system-x86)")
         req.warn("hypervisor_kvm: booting vm.image with its own bootloader; vm.kernel and process.args are not used")
         memory, cpus = _size(spec, vm)
-        path = api.normalize_cgroup_path(spec.linux.cgroups_path if spec.linux else "", req.id)
-        req.save_extra(cgroup=path, mode="image")
-        cg = api.Cgroup(path)
-        try:
-            cg.create()
-            plan = {"id": req.id, "qemu": qemu, "accel": accel, "image": image.path,
-                    "format": QEMU_FORMATS[image.format], "memory_mb": int(memory), "cpus": cpus,
-                    "boot_timeout": vm.boot_timeout, "stop_timeout": vm.stop_timeout, "ready": vm.ready,
-                    "stdin": True, "create": {}}
-            self._network(req, plan)
-            with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
-                json.dump(plan, f)
-            pid = self._spawn_shim(req, cg, vm.boot_timeout, "imageshim")
-            if req.hooks:
-                req.hooks.create_runtime(pid)
-        except BaseException:
-            cg.kill_all()
-            cg.destroy()
-            self._release_net(req.id, req.state_dir, req.extra)
-            raise
+        req.save_extra(mode="image")
+        plan = {"id": req.id, "qemu": qemu, "accel": accel, "image": image.path,
+                "format": QEMU_FORMATS[image.format], "memory_mb": int(memory), "cpus": cpus,
+                "boot_timeout": vm.boot_timeout, "stop_timeout": vm.stop_timeout, "ready": vm.ready,
+                "stdin": True, "create": {}}
+        path, pid = self._launch(req, plan, "imageshim")
         return api.Created(pid, {"cgroup": path, "accel": accel, "mode": "image"})
 
     @staticmethod

@@ -12,12 +12,13 @@ import stat
 import subprocess
 import sys
 
+from rt.core import api
 from rt.core.api import RtError
 
 CACHE = os.environ.get("RT_VM_CACHE", "/var/cache/rt/vm")
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUSYBOX = "/bin/busybox"
-AGENT_FILES = ("agent", "wire", "confine")  # shipped to /rt in the guest
+AGENT_FILES = ("agent", "wire", "confine")  # shipped to /rt in the guest, with rt's stub
 MODULES = ["virtio_mmio", "virtio_console", "virtiofs", "virtio_net", "virtio_blk"]
 # magic -> how to decompress (the payload of a bzImage; scripts/extract-vmlinux does the same)
 MAGICS = [(b"\x02\x21\x4c\x18", ["lz4", "-dc"]), (b"\x28\xb5\x2f\xfd", ["zstd", "-dc"]),
@@ -201,6 +202,10 @@ def pack_rootfs(base: str, rootfs: str, out: str, memory_mb: int) -> str:
     return out
 
 
+def _agent_sources() -> list[str]:
+    return [os.path.join(HERE, f"{n}.py") for n in AGENT_FILES] + [api.stub_path]
+
+
 def _libraries(binary: str) -> list[str]:
     out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
     libs = []
@@ -213,12 +218,13 @@ def _libraries(binary: str) -> list[str]:
 
 def _python_files(exe: str) -> list[str]:
     """The files the agent's imports load from disk under `exe -I -S` (the rest is frozen)."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import agent, fcntl, confine;"
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; import agent, fcntl, confine;"
             "print('\\n'.join(m.__spec__.origin for m in list(sys.modules.values())"
             " if getattr(m, '__spec__', None) and m.__spec__.origin and m.__spec__.origin.startswith('/')"
             " and not m.__spec__.origin.startswith(sys.argv[1])));"
             "print((getattr(sys, '_stdlib_dir', None) or '') + '/os.py')")  # how Python finds its prefix
-    out = subprocess.run([exe, "-I", "-S", "-c", code, HERE], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([exe, "-I", "-S", "-c", code, HERE, os.path.dirname(api.stub_path)], capture_output=True,
+                         text=True, check=True).stdout
     return [p for p in out.split() if os.path.isfile(p)]
 
 
@@ -308,7 +314,7 @@ def initramfs(version: str | None) -> str:
     for path in [exe, BUSYBOX]:  # system files: their identity
         st = os.stat(path)
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    for path in [*(os.path.join(HERE, f"{n}.py") for n in AGENT_FILES), __file__]:
+    for path in [*_agent_sources(), __file__]:
         with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
             h.update(hashlib.sha256(f.read()).digest())
     h.update(f"{version}:{mods}".encode())
@@ -337,9 +343,10 @@ def initramfs(version: str | None) -> str:
         if path.endswith(".so"):
             for lib in _libraries(path):
                 c.copy(lib)
-    for name in AGENT_FILES:
-        c.copy(os.path.join(HERE, f"{name}.py"), f"/rt/{name}.py")
-        sources.append((os.path.join(HERE, f"{name}.py"), f"/rt/{name}.py"))
+    for src in _agent_sources():
+        dest = f"/rt/{os.path.basename(src)}"
+        c.copy(src, dest)
+        sources.append((src, dest))
     # Byte-compiled by the guest's own Python, unchecked (the archive has no mtimes): under -B
     # it would otherwise compile them on every boot, ~75 ms under TCG.
     with tempfile.TemporaryDirectory() as tmp:
