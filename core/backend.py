@@ -11,8 +11,12 @@ class CreateRequest:
     """What `create` gives a backend."""
 
     def __init__(self, *, id, bundle, spec, config, state_dir, fifo, pid_file=None, console_socket=None,
-                 no_pivot=False, preserve_fds=0, warn=None, hooks=None, rootfs=None, save_extra=None):
+                 no_pivot=False, preserve_fds=0, warn=None, hooks=None, rootfs=None, save_extra=None,
+                 caller_reaps=True):
         self.id, self.bundle, self.spec, self.config = id, bundle, spec, config
+        # the caller waits for the init (conmon and containerd pass --pid-file or
+        # --console-socket; `rt run` in the foreground): the runtime must not adopt it
+        self.caller_reaps = caller_reaps
         self.state_dir, self.fifo, self.pid_file = state_dir, fifo, pid_file
         self.console_socket, self.no_pivot, self.preserve_fds = console_socket, no_pivot, preserve_fds
         self.warn = warn or (lambda msg: None)

@@ -62,7 +62,8 @@ def do_create(g, opts, cid: str):
                             pid_file=opts.pid_file, console_socket=opts.console_socket,
                             no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds or 0, warn=log.warning,
                             hooks=RuntimeHooks(hooks, c.record, cid), rootfs=rootfs,
-                            save_extra=lambda **kw: (c.extra.update(kw), c.save()))
+                            save_extra=lambda **kw: (c.extra.update(kw), c.save()),
+                            caller_reaps=bool(opts.pid_file or opts.console_socket or opts.foreground))
         created = backend.create(req)
         info_t = proc_start_time(created.pid)
         if info_t is None:

@@ -40,6 +40,7 @@ def run(g, opts, pos):
     cid = need_id(pos, "run")
     if not opts.detach:
         _subreaper()  # the init is reparented to us, so we can wait for it
+        opts["foreground"] = True
     listener = None
     if not opts.detach and not opts.console_socket and _wants_terminal(opts):
         # runc's foreground terminal: our own console socket, then relay the pty

@@ -2,6 +2,7 @@
 container interface asks of a manager (container=, /run/host, a writable cgroup subtree,
 /proc/sys/net writable) and, with rt.net.* annotations, a veth on an rt bridge."""
 import os
+import sys
 import uuid
 
 from rt.core import api
@@ -9,6 +10,8 @@ from rt.core import api
 from .settings import decode
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MONITOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+PR_SET_CHILD_SUBREAPER = 36
 NOTIFY = "/run/host/notify"  # the init's sd_notify socket, as systemd-nspawn places it
 # What systemd-nspawn keeps for a system container (systemd.io/CONTAINER_INTERFACE): MKNOD
 # and SYS_ADMIN included, the host-wide ones (SYS_MODULE, SYS_TIME, ...) left out.
@@ -23,6 +26,11 @@ SYSTEM_CAPS = [
 
 def container_uuid(cid: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rt:{cid}")).replace("-", "")
+
+
+def _start_time(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[19])
 
 
 def _has_child(pid: int) -> bool:
@@ -71,7 +79,7 @@ class SystemBackend(api.OciBackend):
         if system.userns == "auto":
             self._unprivileged(req, plan)
         if not req.console_socket:  # a console of our own, kept by a small monitor
-            plan["console_fd"] = self._start_monitor(req)
+            plan["console_fd"] = self._start_monitor(req, spawn=not self._keeper)
             if not any(e.startswith("NOTIFY_SOCKET=") for e in env):
                 env.append(f"NOTIFY_SOCKET={NOTIFY}")
         if "/proc/sys" not in plan["readonly_paths"]:
@@ -124,11 +132,53 @@ class SystemBackend(api.OciBackend):
                 if os.path.exists(path):
                     os.chown(path, base, base)
 
-    @staticmethod
-    def _start_monitor(req) -> int:
-        """Spawn monitor.py with one end of a socketpair; the shim sends the pty master to the other."""
+    _keeper = False  # set in the forked keeper, which becomes the monitor itself
+
+    def create(self, req):
+        """Without a caller that reaps the init, the monitor is its parent (a subreaper), so
+        that it sees an in-guest reboot (the init killed by SIGHUP) and restarts the container,
+        as lxc-start does. With one (conmon, containerd, `rt run`), a reboot ends the container."""
+        if req.console_socket or req.caller_reaps:
+            return super().create(req)
+        import json
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the keeper: create from here, then exec the monitor
+            os.close(r)
+            try:
+                import ctypes
+                ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+                self._keeper = True
+                req.save_extra(keeper=True)
+                created = super().create(req)
+                out = {"pid": created.pid, "extra": {**req.extra, **created.extra}}
+            except api.RtError as e:
+                out = {"error": e.msg}
+            except api.ShimFailed as e:
+                out = {"error": e.reason}
+            except BaseException as e:
+                out = {"error": f"create: {e}"}
+            os.write(w, json.dumps(out).encode())
+            os.close(w)
+            if "error" not in out:
+                self._exec_monitor(req)
+            os._exit(1)
+        os.close(w)
+        data = b""
+        while chunk := os.read(r, 65536):
+            data += chunk
+        os.close(r)
+        out = json.loads(data) if data else {"error": "create: the container's monitor exited during create"}
+        if "error" in out:
+            os.waitpid(pid, 0)
+            raise api.RtError(out["error"])
+        req.extra.update(out["extra"])
+        return api.Created(out["pid"], out["extra"])
+
+    def _start_monitor(self, req, spawn: bool) -> int:
+        """A socketpair whose other end goes to monitor.py (the shim sends the pty master to
+        ours), and the bound notify socket; monitor.py is spawned now, or exec'd by the keeper."""
         import socket
-        import sys
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # the shim's message then carries its pid (it execs the init): the monitor ends with it
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -138,22 +188,34 @@ class SystemBackend(api.OciBackend):
         notify.bind(os.path.join(req.state_dir, "run-host", "notify"))
         nfd = notify.detach()
         os.set_inheritable(nfd, True)
-        exe = sys.executable
-        monitor = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitor.py")
+        argv = [sys.executable, "-I", "-S", MONITOR, str(fd), req.state_dir, str(nfd)]
+        if not spawn:
+            self._monitor_argv = argv + ["--", sys.executable, "-m", "rt.core", "--root",
+                                         os.path.dirname(req.state_dir), "reboot", req.id]
+            req.save_extra(monitor={"pid": os.getpid(), "start": _start_time(os.getpid())})
+            return ours.detach()
         try:
             log = os.path.join(req.state_dir, "monitor.log")
-            pid = os.posix_spawn(exe, [exe, "-I", "-S", monitor, str(fd), req.state_dir, str(nfd)], dict(os.environ),
-                                 setsid=True, file_actions=[
-                                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                                     (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-                                     (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)])
+            pid = os.posix_spawn(argv[0], argv, dict(os.environ), setsid=True, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)])
         finally:
             os.close(fd)
             os.close(nfd)
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            start = int(f.read().rsplit(b")", 1)[1].split()[19])
-        req.save_extra(monitor={"pid": pid, "start": start})
+        req.save_extra(monitor={"pid": pid, "start": _start_time(pid)})
         return ours.detach()
+
+    def _exec_monitor(self, req) -> None:
+        try:
+            os.setsid()
+            null = os.open("/dev/null", os.O_RDWR)
+            log = os.open(os.path.join(req.state_dir, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            for target, src in ((0, null), (1, null), (2, log)):
+                os.dup2(src, target)
+            os.execv(self._monitor_argv[0], self._monitor_argv)
+        except OSError:
+            os._exit(127)
 
     def wait_ready(self, c, timeout: float) -> None:
         """sd_notify READY=1 when the init sends it (systemd); else, for an init without
@@ -183,7 +245,6 @@ class SystemBackend(api.OciBackend):
     @staticmethod
     def _is_system_running(c) -> bool:
         import subprocess
-        import sys
         root = os.path.dirname(c.dir)
         p = subprocess.run([sys.executable, "-m", "rt.core", "--root", root, "exec", c.id, "systemctl",
                             "is-system-running"], capture_output=True, text=True)
@@ -195,9 +256,8 @@ class SystemBackend(api.OciBackend):
         mon = c.extra.get("monitor")
         if mon:
             try:
-                with open(f"/proc/{mon['pid']}/stat", "rb") as f:
-                    if int(f.read().rsplit(b")", 1)[1].split()[19]) == mon["start"]:
-                        os.kill(mon["pid"], 9)
+                if mon["pid"] != os.getpid() and _start_time(mon["pid"]) == mon["start"]:
+                    os.kill(mon["pid"], 9)
             except (OSError, ValueError, IndexError):
                 pass
         net = c.extra.get("net")

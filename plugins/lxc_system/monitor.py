@@ -1,12 +1,15 @@
-"""The console keeper of a system container, run as `python -I -S monitor.py FD STATE_DIR NOTIFY_FD`.
+"""The console keeper of a system container:
+`python -I -S monitor.py FD STATE_DIR NOTIFY_FD [-- REBOOT_COMMAND...]`.
 
 It receives the pty master (the container's /dev/console) on FD, keeps the last 64 KiB of
 output in memory and all of it (capped) in STATE_DIR/console.log, and lets one `rt console`
 client at a time attach through STATE_DIR/console.sock, and receives the init's sd_notify
 messages on STATE_DIR/run-host/notify (/run/host/notify inside). It holds the console's slave
 side open too, so the console outlives moments when nothing inside has it open (systemd closes
-it once journald runs), and exits when the container's init does. Only builtins: it stays
-resident for the container's life.
+it once journald runs), and exits when the container's init does. When it is the init's
+parent (a subreaper, with a REBOOT_COMMAND), an init killed by SIGHUP asked for a reboot
+(reboot(2) in a pid namespace, see pid_namespaces(7)), and it runs REBOOT_COMMAND on its way
+out. Only builtins: it stays resident for the container's life.
 """
 import fcntl
 import os
@@ -53,8 +56,25 @@ def on_notify(sock, state: str) -> None:
         os.rename(tmp, os.path.join(state, "ready"))
 
 
+def exit_status(pid: int) -> int | None:
+    """The init's wait status, when we are its parent."""
+    try:
+        got, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    return status if got == pid else None
+
+
+def spawn_reboot(argv: list[str]) -> None:
+    """Detached, stdio on /dev/null and our log: it deletes this container and creates it again."""
+    os.posix_spawn(argv[0], argv, dict(os.environ), setsid=True, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)])
+
+
 def main() -> None:
     state = sys.argv[2]
+    reboot = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
     notify = _socket.socket(fileno=int(sys.argv[3]))  # bound by `create`, before the init exists
     master, init_pid = receive_master(int(sys.argv[1]))
     # A pty master reads EIO while no slave fd is open. systemd (PID 1) closes /dev/console
@@ -128,6 +148,10 @@ def main() -> None:
                 os.write(master, data)
     listener.close()
     os.unlink(sock_path)
+    status = exit_status(init_pid) if reboot and init_pid > 0 else None
+    if status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == 1:  # SIGHUP
+        os.write(2, b"monitor: the init rebooted; restarting the container\n")
+        spawn_reboot(reboot)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ def rt_register(registry):
                          summary="a whole userland with its own init, network and clean shutdown (LXC-class)")
     registry.add_verb("stop", "rt.plugins.lxc_system.verbs:stop",
                       help="stop a system container through its init: halt signal, timeout, then kill")
+    registry.add_verb("reboot", "rt.plugins.lxc_system.verbs:reboot",
+                      help="restart a system container: through its init when running, from its bundle when stopped")
     registry.add_verb("console", "rt.plugins.lxc_system.verbs:console",
                       help="attach to a system container's console (Ctrl-a q detaches)")
 

@@ -8,6 +8,7 @@ from rt.core import api
 class System(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     stop_signal: str | None = None  # default: chosen from the init (systemd: RTMIN+3, else SIGPWR)
     stop_timeout: float = 10.0
+    reboot_signal: str | None = None  # default: systemd SIGINT (ctrl-alt-del), busybox SIGTERM, else SIGINT
     capabilities: str = "system"  # "system": systemd-nspawn's set; "spec": process.capabilities as given
     userns: str = ""  # "auto": unprivileged, in a user namespace with an id range chosen by rt
 

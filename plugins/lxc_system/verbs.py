@@ -9,19 +9,31 @@ from .settings import decode
 USAGE = "usage: rt stop [--timeout SECONDS] CONTAINER_ID"
 
 
+def _init_exe(pid: int) -> str:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return ""
+
+
 def halt_signal(pid: int, configured: str | None) -> int:
     """systemd halts on SIGRTMIN+3; sysvinit and busybox init on SIGPWR."""
     import signal
     if configured:
         return api.parse_signal(configured)
-    try:
-        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
-    except OSError:
-        exe = ""
-    return signal.SIGRTMIN + 3 if exe == "systemd" else signal.SIGPWR
+    return signal.SIGRTMIN + 3 if _init_exe(pid) == "systemd" else signal.SIGPWR
 
 
-def stop(g, args) -> int:
+def reboot_signal(pid: int, configured: str | None) -> int:
+    """systemd reboots on SIGINT (ctrl-alt-del.target), busybox init on SIGTERM; sysvinit
+    runs its inittab's ctrlaltdel entry on SIGINT (LXC's default too)."""
+    import signal
+    if configured:
+        return api.parse_signal(configured)
+    return signal.SIGTERM if _init_exe(pid) == "busybox" else signal.SIGINT
+
+
+def _timeout_and_id(verb: str, args, usage: str):
     timeout, rest = None, list(args)
     while rest and rest[0].startswith("-"):
         flag = rest.pop(0)
@@ -30,20 +42,76 @@ def stop(g, args) -> int:
         elif flag.startswith("--timeout="):
             timeout = flag.split("=", 1)[1]
         else:
-            raise api.RtError(f"stop: unknown flag {flag}\n{USAGE}")
+            raise api.RtError(f"{verb}: unknown flag {flag}\n{usage}")
     if len(rest) != 1:
-        raise api.RtError(USAGE)
-    c = api.open_container(g, rest[0], lock=True)
+        raise api.RtError(usage)
+    if timeout is not None:
+        try:
+            float(timeout)
+        except ValueError:
+            raise api.RtError(f"{verb}: --timeout must be a number of seconds, got {timeout!r}")
+    return timeout, rest[0]
+
+
+def _system(c, verb: str) -> None:
+    if c.record.get("plugin") != "lxc_system":
+        raise api.RtError(f"{verb}: {c.id} is not a system container (plugin {c.record.get('plugin')})")
+
+
+REBOOT_USAGE = "usage: rt reboot [--timeout SECONDS] CONTAINER_ID"
+
+
+def reboot(g, args) -> int:
+    """`rt reboot ID`: a running container is asked to reboot through its init, and its
+    monitor then creates it again; a stopped one is created again from its bundle and
+    started. The same id, bundle, address and MAC; a new init, namespaces and console."""
+    import subprocess
+    import sys
+    timeout, cid = _timeout_and_id("reboot", args, REBOOT_USAGE)
+    c = api.open_container(g, cid, lock=True)
     try:
-        if c.record.get("plugin") != "lxc_system":
-            raise api.RtError(f"stop: {c.id} is not a system container (plugin {c.record.get('plugin')})")
+        _system(c, "reboot")
+        old = c.pid if c.alive() else 0
+        if old:
+            if not c.extra.get("keeper"):
+                raise api.RtError(f"reboot: {cid} was created with --pid-file or --console-socket, or by `rt run` "
+                                  "in the foreground: its caller reaps the init and restarts it, not rt")
+            _, system = decode(c.record.get("annotations"))
+            os.kill(old, reboot_signal(old, system.reboot_signal))
+        bundle, plugin = c.record["bundle"], c.record.get("plugin")
+    finally:
+        c.unlock()
+    if old:  # the monitor runs `rt reboot` again once the init has gone
+        import time
+        deadline = time.monotonic() + (float(timeout) if timeout is not None else 60.0)
+        while time.monotonic() < deadline:
+            try:
+                c = api.open_container(g, cid)
+                if c.pid not in (0, old) and c.alive() and c.status() == "running":
+                    return 0
+            except api.NotFound:
+                pass
+            time.sleep(0.02)
+        raise api.RtError(f"reboot: {cid} did not come back within {timeout or 60} s")
+    rt = [sys.executable, "-m", "rt.core", "--root", g.root]
+    for step in (["delete", "--force", cid], ["--plugin", plugin, "create", "--bundle", bundle, cid],
+                 ["start", cid]):
+        p = subprocess.run(rt + step, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        if p.returncode:
+            raise api.RtError(f"reboot: {' '.join(step[-2:])}: {p.stderr.strip()}")
+    return 0
+
+
+def stop(g, args) -> int:
+    timeout, cid = _timeout_and_id("stop", args, USAGE)
+    c = api.open_container(g, cid, lock=True)
+    try:
+        _system(c, "stop")
         if not c.alive():
             return 0
         _, system = decode(c.record.get("annotations"))
-        try:
-            wait = float(timeout) if timeout is not None else system.stop_timeout
-        except ValueError:
-            raise api.RtError(f"stop: --timeout must be a number of seconds, got {timeout!r}")
+        wait = float(timeout) if timeout is not None else system.stop_timeout
         os.kill(c.pid, halt_signal(c.pid, system.stop_signal))
         deadline = time.monotonic() + wait
         while c.alive() and time.monotonic() < deadline:

@@ -1,7 +1,8 @@
 """lxc_system with a real distribution: Debian 12 with systemd and sshd, built once by
 scripts/mkrootfs-debian (debootstrap) and cached in .cache/. Booted read-only, with a
 veth on a private bridge (TEST-NET-3): sd_notify readiness, sshd answering on the
-container's address, systemd reporting `running`, and a clean halt through systemd."""
+container's address, systemd reporting `running`, a reboot from inside, and a clean halt
+through systemd."""
 import json
 import os
 import socket
@@ -63,6 +64,21 @@ def test_debian_with_systemd_and_sshd(runtime, debian_bundle, no_leaks):
     assert comm == "systemd"
     address = addr_line.split()[3].split("/")[0]
     assert ssh_banner(address).startswith(b"SSH-2.0-OpenSSH")
+    # `systemctl reboot` inside: systemd-shutdown's reboot(2) ends the init with SIGHUP, and
+    # the container comes back on the same address
+    first = runtime.state("deb")["pid"]
+    runtime("exec", "deb", "systemctl", "reboot")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = runtime("state", "deb")
+        if st.returncode == 0 and json.loads(st.stdout)["pid"] not in (0, first) \
+                and os.path.exists(os.path.join(runtime.root, "deb", "ready")):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the container did not come back from its reboot")
+    assert ssh_banner(address).startswith(b"SSH-2.0-OpenSSH")
+    assert runtime("exec", "deb", "systemctl", "is-system-running").stdout.strip() == "running"
     p = runtime("stop", "deb")
     assert p.returncode == 0, p.stderr
     assert runtime.state("deb")["status"] == "stopped"

@@ -237,3 +237,62 @@ def test_wait_ready_reports_an_init_that_dies(runtime, system_bundle, no_leaks):
     p = runtime("start", "--wait-ready", "--ready-timeout", "5", "dies")
     assert p.returncode == 1 and ("exited before it was ready" in p.stderr or "not ready" in p.stderr), p.stderr
     runtime("delete", "--force", "dies", check=True)
+
+
+def _wait_new_init(runtime, cid: str, old: int, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = runtime("state", cid)
+        if st.returncode == 0:
+            st = json.loads(st.stdout)
+            if st["status"] == "running" and st["pid"] not in (0, old):
+                return st["pid"]
+        time.sleep(0.05)
+    raise AssertionError(f"{cid} did not come back after a reboot")
+
+
+def test_in_guest_reboot_restarts_the_container(runtime, system_bundle, no_leaks):
+    """`reboot` inside (busybox init calls reboot(2): the kernel ends the init with SIGHUP)
+    brings the container back as lxc-start does: same id, address and bridge port, a new
+    init; `rt reboot` does the same from the host. A halt stays halted."""
+    before = links()
+    runtime.create("rb", system_bundle(NET), check=True)
+    runtime("start", "rb", check=True)
+    first = runtime.state("rb")["pid"]
+    assert runtime("exec", "rb", "reboot").returncode == 0
+    second = _wait_new_init(runtime, "rb", first)
+    p = runtime("exec", "rb", "sh", "-c", "while [ ! -e /run/booted ]; do sleep 0.05; done; cat /run/booted; "
+                                          "ip -o -4 addr show eth0 | awk '{print $4}'")
+    assert p.stdout.split() == ["booted", "203.0.113.2/24"], p.stderr
+    assert len([l for l in links() - before if l.startswith("rtv")]) == 1  # the old veth went with its netns
+    assert len(monitors(runtime.root)) == 1
+    p = runtime("reboot", "--timeout", "30", "rb")
+    assert p.returncode == 0, p.stderr
+    assert runtime.state("rb")["pid"] not in (first, second)
+    runtime("stop", "rb", check=True)
+    time.sleep(0.5)  # a halt (SIGINT from reboot(2)) is not a reboot: nothing restarts it
+    assert runtime.state("rb")["status"] == "stopped"
+    runtime("delete", "rb", check=True)
+    assert not [l for l in links() - before if l.startswith("rtv")]
+    assert not monitors(runtime.root)
+
+
+def test_reboot_under_a_reaping_caller_ends_the_container(runtime, system_bundle, tmp_path, no_leaks):
+    """With --pid-file (conmon, containerd) the caller reaps the init, so a reboot ends the
+    container, as under runc; `rt reboot` of the stopped container creates it again."""
+    runtime.create("rbp", system_bundle(), "--pid-file", str(tmp_path / "pid"), check=True)
+    runtime("start", "rbp", check=True)
+    p = runtime("reboot", "rbp")
+    assert p.returncode != 0 and "caller reaps" in p.stderr
+    assert runtime("exec", "rbp", "reboot").returncode == 0
+    deadline = time.monotonic() + 30
+    while runtime.state("rbp")["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert runtime.state("rbp")["status"] == "stopped"
+    p = runtime("reboot", "rbp")
+    assert p.returncode == 0, p.stderr
+    assert runtime.state("rbp")["status"] == "running"
+    assert runtime("reboot", "nosuch").returncode != 0
+    assert "number of seconds" in runtime("reboot", "--timeout", "soon", "rbp").stderr
+    runtime("delete", "--force", "rbp", check=True)
