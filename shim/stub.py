@@ -35,6 +35,7 @@ SYS_OPENAT2, SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 437, 428, 429, 4
 AT_FDCWD, AT_EMPTY_PATH, AT_RECURSIVE = -100, 0x1000, 0x8000
 OPEN_TREE_CLONE, MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH, MOUNT_ATTR_IDMAP = 1, 4, 0x40, 0x100000
 RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS = 0x10, 0x02
+SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134, "ppc64le": 173, "s390x": 174}.get(os.uname().machine)
 
 
 class Fail(Exception):
@@ -587,6 +588,19 @@ def set_user(p):
 HOST_PID = 0  # our pid as the host sees it (we may be pid 1 of a new pid namespace)
 
 
+def reset_signals():
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal survives execve: the
+    workload gets every signal at its default and none blocked, as under runc."""
+    import _signal
+    for sig in range(1, 65):
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL, SIGSTOP, and libc's own 32 and 33, which glibc's
+            if sig in (32, 33) and SYS_RT_SIGACTION:  # posix_spawn leaves ignored: the raw call
+                libc.syscall(SYS_RT_SIGACTION, sig, (ctypes.c_ulong * 4)(), None, 8)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+
+
 def container_init(plan, wfd, rfd, fifo, listener):
     global HOST_PID
     p = plan["process"]
@@ -647,6 +661,7 @@ def container_init(plan, wfd, rfd, fifo, listener):
         os.chdir(p["cwd"])
     except OSError as e:
         raise Fail(f"chdir to cwd ({p['cwd']!r}) set in config.json failed: {e.strerror}")
+    reset_signals()
     if sc and not p["no_new_privs"]:
         load_seccomp(sc, listener)  # without no_new_privs this needs CAP_SYS_ADMIN: load while we have it
     if p["caps"] is not None:

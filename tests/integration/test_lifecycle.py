@@ -541,3 +541,16 @@ def test_exec_caps_and_gids(runtime, make_bundle, no_leaks):
     eff = int(p.stdout.split()[1], 16)
     assert eff & (1 << 19) and "42" in p.stdout.split()[2:]
     runtime("delete", "--force", "ecg", check=True)
+
+
+def test_workload_signals_start_at_default(runtime, make_bundle, no_leaks):
+    """No signal ignored or blocked in the workload: an ignored one survives execve, and
+    the runtime's own (Python ignores SIGPIPE and SIGXFSZ) must not leak into it."""
+    want = ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"]
+    b = make_bundle(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])
+    p = runtime("run", "--bundle", b, "sig1")
+    assert p.stdout.split("\n")[:2] == want, p.stdout + p.stderr
+    runtime("run", "-d", "--bundle", make_bundle(["sleep", "100"]), "sig2", stdout=subprocess.DEVNULL, check=True)
+    p = runtime("exec", "sig2", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status")
+    assert p.stdout.split("\n")[:2] == want, p.stdout + p.stderr
+    runtime("delete", "--force", "sig2", check=True)
