@@ -41,13 +41,13 @@ def monitor_command(warn) -> list[str]:
     picks the fallback."""
     if os.environ.get("RT_SYSTEM_MONITOR") == "python":
         return [sys.executable, "-I", "-S", MONITOR]
-    import hashlib
-    import shutil
-    import subprocess
+    import _sha256  # not hashlib, which loads OpenSSL: this runs on every create
     with open(MONITOR_C, "rb") as f:
-        out = os.path.join(CACHE, "lxc-monitor-" + hashlib.sha256(f.read()).hexdigest()[:16])
+        out = os.path.join(CACHE, "lxc-monitor-" + _sha256.sha256(f.read()).hexdigest()[:16])
     if os.access(out, os.X_OK):
         return [out]
+    import shutil
+    import subprocess
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         warn("lxc_system: no C compiler (cc), so the console monitor runs in Python; apt install gcc libc6-dev")
@@ -191,11 +191,13 @@ class SystemBackend(api.OciBackend):
                 out = {"error": e.reason}
             except BaseException as e:
                 out = {"error": f"create: {e}"}
-            os.write(w, json.dumps(out).encode())
-            os.close(w)
-            if "error" not in out:
-                self._exec_monitor(req)
-            os._exit(1)
+            try:  # nothing may unwind into the caller's frames from this fork
+                os.write(w, json.dumps(out).encode())
+                # w is close-on-exec: the caller's EOF comes once the monitor is in place
+                if "error" not in out:
+                    self._exec_monitor(req)
+            finally:
+                os._exit(1)
         os.close(w)
         data = b""
         while chunk := os.read(r, 65536):

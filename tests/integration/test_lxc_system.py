@@ -315,6 +315,7 @@ def test_monitor_is_compiled_and_falls_back_to_python(runtime, system_bundle, tm
     assert p.returncode == 0, p.stderr
     assert "no C compiler" in log.read_text()
     runtime("start", "mp", check=True)
+    assert len(monitors(runtime.root)) == 1
     assert monitors(runtime.root) == processes_with(b"monitor.py", runtime.root.encode())
     first = runtime.state("mp")["pid"]
     # not checked: the shutdown that follows may kill the exec'd process before it exits
