@@ -154,9 +154,6 @@ class VmBackend(api.Backend):
         accel, why = choose_accel(vm.accel)
         req.warn(f"hypervisor_kvm: accelerator {accel}: {why}")
         if spec.vm and spec.vm.image:
-            if spec.process.terminal:
-                raise api.RtError("hypervisor_kvm: process.terminal with vm.image: the serial console is "
-                                  "relayed as plain stdio")
             return self._create_image(req, vm, accel)
         virtiofsd = find_virtiofsd()
         packed = rootfs_mode(vm.rootfs, virtiofsd, req.warn) == "initrd"
@@ -267,13 +264,15 @@ class VmBackend(api.Backend):
                 "format": QEMU_FORMATS[image.format], "memory_mb": int(memory), "cpus": cpus,
                 "boot_timeout": vm.boot_timeout, "stop_timeout": vm.stop_timeout, "ready": vm.ready,
                 "stdin": True, "create": {}}
-        path, pid = self._launch(req, plan, "imageshim")
+        # process.terminal: the serial console on a host pty (the guest's tty does the echo)
+        path, pid = self._launch(req, plan, "imageshim", terminal=bool(spec.process.terminal))
         return api.Created(pid, {"cgroup": path, "accel": accel, "mode": "image"})
 
     @staticmethod
     def _terminal(req, plan) -> int:
         """process.terminal: a host pty whose master goes to --console-socket (as runc sends
-        it); the slave becomes the shim's stdio, relayed to the guest pty of the process."""
+        it); the slave becomes the shim's stdio, relayed to the guest pty of the process (or
+        to the serial console of a disk image)."""
         from .execwait import _raw
         console = api.connect_console(req.console_socket, True)
         master, slave = os.openpty()
@@ -284,7 +283,8 @@ class VmBackend(api.Backend):
                 import termios
                 fcntl.ioctl(master, termios.TIOCSWINSZ, size[0].to_bytes(2, "little") +
                             size[1].to_bytes(2, "little") + bytes(4))
-                plan["create"]["process"]["rows"], plan["create"]["process"]["cols"] = size
+                if "process" in plan["create"]:  # an image's serial console has no size to pass on
+                    plan["create"]["process"]["rows"], plan["create"]["process"]["cols"] = size
             _raw(slave)
             with socket.socket(fileno=console) as cs:
                 socket.send_fds(cs, [b"/dev/ptmx"], [master])

@@ -34,7 +34,8 @@ acpid -f -c /etc/acpi -l /dev/null &
 want=$(ls /dev/input | grep -c event)
 until [ "$(ls -l /proc/$!/fd | grep -c /dev/input/event)" = "$want" ]; do usleep 10000; done
 echo "rt-image: booted"
-while :; do sleep 3600; done
+# echo back what is typed on the serial console (the terminal test); no input just waits
+while :; do read -r line && echo "rt-image: got $line" || sleep 3600; done
 """
 
 SYSLINUX_CFG = """SERIAL 0 115200

@@ -34,8 +34,9 @@ def images(tmp_path_factory):
 
 @pytest.fixture
 def image_bundle(make_bundle):
-    def make(image, fmt="raw", **annotations):
+    def make(image, fmt="raw", terminal=False, **annotations):
         def edit(cfg):
+            cfg["process"]["terminal"] = terminal
             cfg["vm"] = {"kernel": {"path": "/boot/vmlinuz"}, "image": {"path": str(image), "format": fmt}}
             cfg["annotations"] = {"rt.plugin": "hypervisor_kvm", **{f"rt.vm.{k}": str(v) for k, v in annotations.items()}}
         return make_bundle(["true"], edit=edit)
@@ -92,6 +93,32 @@ def test_qcow2_lifecycle_pause_sigkill(runtime, images, image_bundle, clean):
     runtime("kill", "img-q", "KILL", check=True)
     assert wait_status(runtime, "img-q", "stopped") == "stopped"
     runtime("delete", "img-q", check=True)
+
+
+def test_serial_console_on_a_terminal(runtime, images, image_bundle, tmp_path, clean):
+    """process.terminal: the serial console is a host pty whose master goes to
+    --console-socket at create, as runc sends it; what is typed reaches the guest's tty."""
+    from test_lifecycle import ConsoleSocket, read_all
+    b = image_bundle(images / "ok.img", terminal=True, ready=READY)
+    cs = ConsoleSocket(tmp_path / "console.sock")
+    try:
+        assert runtime.create("img-tty", b, "--console-socket", cs.path, timeout=60).returncode == 0
+        master = cs.receive_master()
+        runtime("start", "img-tty", check=True, timeout=120)  # returns once the console showed READY
+        os.write(master, b"ping\r")
+        out = b""
+        deadline = time.monotonic() + 30
+        while b"rt-image: got ping" not in out and time.monotonic() < deadline:
+            out += read_all(master, timeout=1)
+        runtime("kill", "img-tty", "TERM", check=True)  # the ACPI power button
+        out += read_all(master, timeout=30)
+        os.close(master)
+    finally:
+        cs.close()
+    text = out.decode(errors="replace")
+    assert READY in text and "rt-image: got ping" in text and "Power down" in text, text[-2000:]
+    assert wait_status(runtime, "img-tty", "stopped") == "stopped"
+    runtime("delete", "img-tty", check=True)
 
 
 def test_image_that_does_not_boot_times_out_with_console(runtime, images, image_bundle, clean):
