@@ -291,6 +291,33 @@ exec {python} -I -S -B -c "import sys; sys.path.insert(0, '/rt'); import agent; 
 """
 
 
+INIT_C = os.path.join(HERE, "init.c")
+
+
+def _cc() -> str | None:
+    """The C compiler for init.c; RT_VM_INIT=script picks the busybox script instead."""
+    if os.environ.get("RT_VM_INIT") == "script":
+        return None
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def native_init(python: str) -> bytes | None:
+    """/init as init.c, built static: no shell and no insmod process per module (about
+    150 ms less under TCG). None where no C compiler can build it: INIT serves then."""
+    cc = _cc()
+    if cc is None:
+        return None
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "init")
+        p = subprocess.run([cc, "-O2", "-static", "-s", f'-DRT_PYTHON="{python}"', "-o", out, INIT_C],
+                           capture_output=True, text=True)
+        if p.returncode != 0:  # e.g. libc6-dev without its static libc
+            return None
+        with open(out, "rb") as f:
+            return f.read()
+
+
 def guest_python() -> str:
     """The distribution's Python when there is one (small, no libpython), else ours."""
     for exe in ("/usr/bin/python3", sys.executable):
@@ -314,7 +341,8 @@ def initramfs(version: str | None) -> str:
     for path in [exe, BUSYBOX]:  # system files: their identity
         st = os.stat(path)
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    for path in [*_agent_sources(), __file__]:
+    h.update(b"init.c" if _cc() else b"INIT")
+    for path in [*_agent_sources(), __file__, INIT_C]:
         with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
             h.update(hashlib.sha256(f.read()).digest())
     h.update(f"{version}:{mods}".encode())
@@ -329,7 +357,7 @@ def initramfs(version: str | None) -> str:
         c.dir(d)
     c.copy(BUSYBOX)
     c.symlink("/bin/sh", "busybox")
-    c.file("/init", INIT.format(python=exe).encode(), 0o755)
+    c.file("/init", native_init(exe) or INIT.format(python=exe).encode(), 0o755)
     c.copy(exe)
     for lib in _libraries(exe):
         c.copy(lib)

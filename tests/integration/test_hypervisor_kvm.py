@@ -67,6 +67,18 @@ def test_run_gives_guest_kernel_output_and_exit_code(runtime, vm_bundle, clean):
     assert not os.path.exists(os.path.join(runtime.root, "vm-run"))
 
 
+def test_script_init_without_a_compiler(runtime, vm_bundle, tmp_path, clean):
+    """The initramfs's /init is init.c built static; where no compiler is found it is a
+    busybox script (RT_VM_INIT=script picks it), and the guest boots the same."""
+    env = dict(os.environ, RT_VM_INIT="script", RT_VM_CACHE=str(tmp_path / "vm"))
+    b = vm_bundle(["sh", "-c", "cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' '"])
+    p = runtime("run", "--bundle", b, "vm-script", stdin=subprocess.DEVNULL, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    assert {"virtio_console", "virtiofs"} <= set(p.stdout.split())
+    (initramfs,) = [f for f in os.listdir(tmp_path / "vm") if f.startswith("initramfs-")]
+    assert b"#!/bin/busybox sh" in (tmp_path / "vm" / initramfs).read_bytes()
+
+
 def test_lifecycle_exec_pause_kill_delete(runtime, vm_bundle, clean):
     b = vm_bundle(["sh", "-c", "trap 'echo term; exit 42' TERM; while true; do sleep 0.1; done"])
     runtime.create("vm-life", b, check=True, timeout=180)
