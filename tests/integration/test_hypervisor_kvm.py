@@ -79,6 +79,31 @@ def test_script_init_without_a_compiler(runtime, vm_bundle, tmp_path, clean):
     assert b"#!/bin/busybox sh" in (tmp_path / "vm" / initramfs).read_bytes()
 
 
+def test_guest_mounts_and_options(runtime, vm_bundle, tmp_path, clean):
+    """The agent's mounts in the guest: a read-only root, binds from the host over virtio-fs
+    (ro and rw), a tmpfs whose options split into flags and data, and the hostname."""
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "hello").write_text("hello\n")
+
+    def edit(c):
+        c["mounts"] += [{"destination": "/mnt/ro", "type": "bind", "source": str(share), "options": ["bind", "ro"]},
+                        {"destination": "/mnt/rw", "type": "bind", "source": str(share), "options": ["rbind", "rw"]},
+                        {"destination": "/tmp2", "type": "tmpfs", "source": "tmpfs",
+                         "options": ["nosuid", "nodev", "mode=750", "size=1m"]}]
+    script = ("touch /x 2>/dev/null && echo root-rw || echo root-ro; cat /mnt/ro/hello; "
+              "touch /mnt/ro/y 2>/dev/null && echo ro-writable || echo ro-kept; echo w > /mnt/rw/z && echo rw-ok; "
+              "grep ' /tmp2 ' /proc/mounts | cut -d' ' -f4 | tr ',' '\\n' | sort | tr '\\n' ' '; echo; hostname")
+    p = runtime("run", "--bundle", vm_bundle(["sh", "-c", script], edit=edit), "vm-mnt",
+                stdin=subprocess.DEVNULL, timeout=180)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[:4] == ["root-ro", "hello", "ro-kept", "rw-ok"], p.stdout
+    assert {"nosuid", "nodev", "mode=750", "size=1024k"} <= set(lines[4].split()), lines[4]
+    assert lines[5] == "rt-test"
+    assert (share / "z").read_text() == "w\n"
+
+
 def test_lifecycle_exec_pause_kill_delete(runtime, vm_bundle, clean):
     b = vm_bundle(["sh", "-c", "trap 'echo term; exit 42' TERM; while true; do sleep 0.1; done"])
     runtime.create("vm-life", b, check=True, timeout=180)
