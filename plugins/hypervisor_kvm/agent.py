@@ -363,6 +363,12 @@ class Agent:
             elif op == "resize":
                 if s is not None and s.master is not None:
                     set_winsize(s.master, payload["rows"], payload["cols"])
+            elif op == "balloon":  # before the first memory update: the driver, once
+                if not os.path.exists("/sys/module/virtio_balloon"):
+                    with open("/rt/modules") as f:  # its dependencies are in already
+                        (ko,) = [m for m in f.read().split() if m.endswith("/virtio_balloon.ko")]
+                    bb("insmod", f"/lib/modules/{ko}")
+                self.send({"op": "ok"}, sid)
             elif op == "ps":
                 pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != 1
                               and os.path.exists(f"/proc/{p}/exe"))

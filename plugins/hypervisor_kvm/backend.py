@@ -71,6 +71,9 @@ def find_virtiofsd() -> str | None:
     return next((p for p in VIRTIOFSD if os.access(p, os.X_OK)), None)
 
 
+MIN_GUEST = 64 << 20  # below this, a balloon would starve the guest's agent and kernel
+
+
 def _call(c, req: dict, timeout: float = 30.0, fds: list[int] = ()) -> dict:
     """One request to the container's shim and its reply."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -365,11 +368,15 @@ class VmBackend(api.Backend):
 
     def update(self, c, resources: dict) -> None:
         """The cgroup around QEMU, virtiofsd and the shim takes cpu, pids and I/O limits at
-        any time. Memory sized the guest at create, and a running VM cannot change it."""
-        mem = resources.get("memory") or {}
-        if any(mem.get(k) is not None for k in ("limit", "reservation", "swap")):
-            raise api.RtError("update: hypervisor_kvm: the memory limit sized the VM at create; it cannot "
-                              "change while the VM runs (recreate it, or set rt.vm.memory)")
+        any time. A memory limit resizes the guest through its balloon: down from the size
+        it booted with, and back up to it, never beyond."""
+        mem = dict(resources.get("memory") or {})
+        if any(mem.get(k) is not None for k in ("reservation", "swap")):
+            raise api.RtError("update: hypervisor_kvm: memory.reservation and memory.swap do not apply to a "
+                              "VM; memory.limit resizes its guest")
+        if mem.get("limit") is not None:
+            self._resize(c, mem.pop("limit"))
+            resources = dict(resources, memory=mem)
         path = c.extra.get("cgroup")
         if not path:
             raise api.RtError("update: the container has no cgroup")
@@ -379,6 +386,18 @@ class VmBackend(api.Backend):
             raise api.RtError(f"update: {e}")
         if problems:
             raise api.RtError(f"update: {problems[0]}")
+
+    @staticmethod
+    def _resize(c, limit: int) -> None:
+        if c.extra.get("mode") == "image":
+            raise api.RtError("update: memory.limit: a VM booted from a disk image has no balloon driver of ours")
+        with open(os.path.join(c.dir, "vm.json")) as f:
+            booted = json.load(f)["memory_mb"] << 20
+        if not MIN_GUEST <= limit <= booted:
+            raise api.RtError(f"update: memory.limit: {limit >> 20} MiB: the VM booted with {booted >> 20} MiB, "
+                              f"and its balloon takes it from {MIN_GUEST >> 20} MiB up to that, not beyond")
+        _call(c, {"op": "balloon"})
+        _call(c, {"op": "memory", "bytes": limit})
 
     def delete(self, c) -> None:
         path = c.extra.get("cgroup")

@@ -19,7 +19,8 @@ CACHE = os.environ.get("RT_VM_CACHE", "/var/cache/rt/vm")
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUSYBOX = "/bin/busybox"
 AGENT_FILES = ("agent", "wire", "confine")  # shipped to /rt in the guest, with rt's stub
-MODULES = ["virtio_mmio", "virtio_console", "virtiofs", "virtio_net", "virtio_blk"]
+# virtio_balloon loads on the first memory update (the agent's "balloon" op), not at boot
+MODULES = ["virtio_mmio", "virtio_console", "virtiofs", "virtio_net", "virtio_blk", "virtio_balloon"]
 # magic -> how to decompress (the payload of a bzImage; scripts/extract-vmlinux does the same)
 MAGICS = [(b"\x02\x21\x4c\x18", ["lz4", "-dc"]), (b"\x28\xb5\x2f\xfd", ["zstd", "-dc"]),
           (b"\xfd7zXZ\x00", ["xz", "-dc"]), (b"\x1f\x8b\x08", ["gzip", "-dc"]),
@@ -284,7 +285,7 @@ INIT = """#!/bin/busybox sh
 /bin/busybox mount -t devpts -o ptmxmode=0666 devpts /dev/pts
 /bin/busybox mount -t tmpfs run /run
 for m in $(/bin/busybox cat /rt/modules); do
-  case $m in *net*|*failover*|*virtio_blk*) [ -n "$rtnet" ] || continue;; esac  # rtnet=1: a NIC exists
+  case $m in *balloon*) continue;; *net*|*failover*|*virtio_blk*) [ -n "$rtnet" ] || continue;; esac  # rtnet=1: a NIC
   /bin/busybox insmod /lib/modules/$m 2>/dev/null
 done
 exec {python} -I -S -B -c "import sys; sys.path.insert(0, '/rt'); import agent; agent.main()"

@@ -43,7 +43,7 @@ int main(void) {
         close(fd);
     list[n > 0 ? n : 0] = 0;
     for (char *save = NULL, *m = strtok_r(list, " \n", &save); m; m = strtok_r(NULL, " \n", &save)) {
-        if (is_nic(m) && !net)
+        if ((is_nic(m) && !net) || strstr(m, "balloon")) /* the balloon's loads on demand */
             continue;
         snprintf(path, sizeof path, "/lib/modules/%s", m);
         int mfd = open(path, O_RDONLY | O_CLOEXEC);

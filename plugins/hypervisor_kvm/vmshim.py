@@ -115,7 +115,8 @@ class Shim:
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
                 "-serial", f"file:{os.path.join(self.dir, 'console.log')}",
                 "-kernel", p["kernel"], "-initrd", p["initrd"], "-append", p["append"],
-                "-global", "virtio-mmio.force-legacy=off", "-device", "virtio-serial-device"]
+                "-global", "virtio-mmio.force-legacy=off", "-device", "virtio-serial-device",
+                "-device", "virtio-balloon-device"]  # `update` shrinks the guest through it
         fds = []
 
         def pair() -> int:
@@ -308,7 +309,7 @@ class Shim:
     def _request(self, conn: socket.socket, req: dict, fds: list[int]) -> None:
         op = req.get("op")
         try:
-            if op in ("start", "ps", "signal"):
+            if op in ("start", "ps", "signal", "balloon"):
                 sid = self._sid()
                 self.calls[sid] = conn
                 self._send(dict(req, target=0), sid)
@@ -316,6 +317,9 @@ class Shim:
                     self.kill_deadline = time.monotonic() + GRACE
                 if op == "start" and self.sessions[0].get("stdin_fd") is not None:
                     self._watch_stdin(self.sessions[0]["stdin_fd"], 0)
+            elif op == "memory":  # the guest's size, through the balloon (the agent loaded its driver)
+                self.qmp.call("balloon", value=int(req["bytes"]))
+                self._reply(conn, {"op": "ok"})
             elif op in ("pause", "resume"):
                 self.qmp.call("stop" if op == "pause" else "cont")
                 self._reply(conn, {"op": "ok"})

@@ -351,8 +351,7 @@ def test_capabilities_nnp_and_seccomp_apply_in_the_guest(runtime, vm_bundle, cle
 
 
 def test_update_limits_the_vm_cgroup(runtime, vm_bundle, clean):
-    """update: cpu and pids limits land on the cgroup around QEMU; memory sized the guest
-    at create and is refused while the VM runs."""
+    """update: cpu and pids limits land on the cgroup around QEMU."""
     runtime("run", "-d", "--bundle", vm_bundle(["sleep", "1000"]), "vm-upd", check=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=180)
     pid = runtime.state("vm-upd")["pid"]
@@ -369,6 +368,34 @@ def test_update_limits_the_vm_cgroup(runtime, vm_bundle, clean):
         base = f"/sys/fs/cgroup{cg['']}"
         assert open(f"{base}/cpu.max").read().split() == ["50000", "100000"]
         assert open(f"{base}/pids.max").read().strip() == "77"
-    p = runtime("update", "--memory", "100000000", "vm-upd")
-    assert p.returncode == 1 and "sized the VM" in p.stderr
     runtime("delete", "--force", "vm-upd", check=True)
+
+
+def mem_total_mib(runtime, cid: str) -> int:
+    out = runtime("exec", cid, "grep", "MemTotal", "/proc/meminfo", check=True).stdout
+    return int(out.split()[1]) >> 10
+
+
+def test_update_memory_resizes_the_guest_through_its_balloon(runtime, vm_bundle, clean):
+    """update --memory shrinks the guest (its MemTotal) through virtio-balloon, and gives the
+    memory back up to the size it booted with; beyond that, or below 64 MiB, is refused."""
+    runtime("run", "-d", "--bundle", vm_bundle(["sleep", "1000"]), "vm-mem", check=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=180)
+    booted = mem_total_mib(runtime, "vm-mem")
+
+    def settles(want):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if abs(mem_total_mib(runtime, "vm-mem") - want) < 16:
+                return True
+            time.sleep(0.2)
+        return False
+    runtime("update", "--memory", str(128 << 20), "vm-mem", check=True)
+    assert settles(booted - 128), (booted, mem_total_mib(runtime, "vm-mem"))  # 256 MiB booted, 128 inflated
+    runtime("update", "--memory", str(256 << 20), "vm-mem", check=True)
+    assert settles(booted)
+    p = runtime("update", "--memory", str(512 << 20), "vm-mem")
+    assert p.returncode == 1 and "booted with 256 MiB" in p.stderr
+    p = runtime("update", "--memory", str(32 << 20), "vm-mem")
+    assert p.returncode == 1 and "from 64 MiB" in p.stderr
+    runtime("delete", "--force", "vm-mem", check=True)
