@@ -111,6 +111,11 @@ def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface) -> int:
             ip.link("add", ifname=name, kind="bridge")
             found = ip.link_lookup(ifname=name)
         idx = found[0]
+        info = ip.get_links(idx)[0].get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+        if kind != "bridge":
+            raise RtError(f"rt.net.bridge {name}: that name is taken by a device that is not a bridge "
+                          f"({kind or 'a physical or loopback device'})")
         have = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx, family=2)}
         if str(gateway.ip) not in have:
             clash = overlap(gateway.network, _host_networks(ip, idx))

@@ -325,3 +325,22 @@ def test_monitor_is_compiled_and_falls_back_to_python(runtime, system_bundle, tm
     assert len(monitors(runtime.root)) == 1
     runtime("delete", "--force", "mp", check=True)
     assert not (tmp_path / "cache").exists()  # nothing half-built left
+
+
+def test_monitor_killed_state_stays_truthful_and_delete_cleans(runtime, system_bundle, no_leaks):
+    """SIGKILL of the monitor (the init's parent): the init runs on, adopted by the host,
+    `state` says running, and `delete --force` still removes the veth, cgroup and lease."""
+    before = links()
+    runtime.create("mk", system_bundle(NET), check=True)
+    runtime("start", "mk", check=True)
+    (mon,) = monitors(runtime.root)
+    os.kill(mon, 9)
+    deadline = time.monotonic() + 5
+    while monitors(runtime.root) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not monitors(runtime.root)
+    assert runtime.state("mk")["status"] == "running"
+    assert runtime("exec", "mk", "true").returncode == 0
+    runtime("delete", "--force", "mk", check=True)
+    assert not [l for l in links() - before if l.startswith("rtv")]
+    assert json.loads(open(os.path.join(runtime.root, "ipam", "203.0.113.0_24.json")).read()) == {}

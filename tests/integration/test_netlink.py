@@ -84,3 +84,18 @@ def test_a_subnet_that_overlaps_the_host_is_refused(tmp_path):
     with pytest.raises(RtError, match=rf"overlaps {used.network}"):
         net.ensure_bridge(bridge, ipaddress.ip_interface(f"{used.network[1]}/{used.network.prefixlen}"))
     assert not os.path.exists(f"/sys/class/net/{bridge}")  # nothing half-made left
+
+
+def test_a_bridge_name_taken_by_another_device_is_refused(tmp_path):
+    from pyroute2 import IPRoute
+    name = "rt-test-notbr"
+    with IPRoute() as ip:
+        ip.link("add", ifname=name, kind="veth", peer="rt-test-notbr1")
+    try:
+        with pytest.raises(RtError, match="not a bridge \\(veth\\)"):
+            net.ensure_bridge(name, net.Ipam(str(tmp_path), "203.0.113.0/24").gateway)
+        with IPRoute() as ip:  # left as it was: no address added, not brought up
+            idx = ip.link_lookup(ifname=name)[0]
+            assert not list(ip.get_addr(index=idx, family=2))
+    finally:
+        net.delete_link(name)
