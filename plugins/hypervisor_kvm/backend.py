@@ -304,16 +304,23 @@ class VmBackend(api.Backend):
     @staticmethod
     def _spawn_shim(req, cg, boot_timeout: float, module: str = "vmshim", stdio: int | None = None) -> int:
         r, w = os.pipe()
+        gate_r, gate_w = os.pipe()  # the shim starts QEMU and virtiofsd only once it is in the cgroup
         os.set_inheritable(w, True)
+        os.set_inheritable(gate_r, True)
         exe = sys.executable
         try:
-            pid = os.posix_spawn(exe, [exe, "-I", "-m", f"rt.plugins.hypervisor_kvm.{module}", req.state_dir, str(w)],
-                                 dict(os.environ), setsid=True,
+            pid = os.posix_spawn(exe, [exe, "-I", "-m", f"rt.plugins.hypervisor_kvm.{module}", req.state_dir, str(w),
+                                       str(gate_r)], dict(os.environ), setsid=True,
                                  file_actions=[(os.POSIX_SPAWN_DUP2, stdio, i) for i in range(3)] if stdio else [])
         finally:
             os.close(w)
+            os.close(gate_r)
         try:
-            cg.join(pid)
+            try:
+                cg.join(pid)
+                os.write(gate_w, b"1")
+            finally:
+                os.close(gate_w)  # on a failed join, EOF: the shim exits without booting
             import select
             data = b""
             while True:

@@ -4,7 +4,7 @@ container's stdio, `start` continues the paused CPUs, SIGKILL quits QEMU and any
 signal presses the ACPI power button (escalating to quit after rt.vm.stop_timeout).
 It exits 0 after a clean guest power-off, else 137.
 
-Run as `python -I -m rt.plugins.hypervisor_kvm.imageshim STATE_DIR READY_FD`; the plan
+Run as `python -I -m rt.plugins.hypervisor_kvm.imageshim STATE_DIR READY_FD GATE_FD`; the plan
 is <state>/vm.json. It serves the same requests on <state>/shim.sock as vmshim.
 """
 import json

@@ -2,7 +2,7 @@
 workload's stdio, and serves rt's verbs on <state>/shim.sock. Its pid is the container's
 pid: it exits with the workload's exit code, after the VM is gone.
 
-Run as `python -I -m rt.plugins.hypervisor_kvm.vmshim STATE_DIR READY_FD`; the plan is
+Run as `python -I -m rt.plugins.hypervisor_kvm.vmshim STATE_DIR READY_FD GATE_FD`; the plan is
 <state>/vm.json. QEMU and virtiofsd get socketpair fds, so there are no paths to race on.
 """
 import ctypes
@@ -424,9 +424,15 @@ class Shim:
 
 
 def run_shim(cls) -> None:
-    """Boot with `cls(state_dir, ready_fd)`, report to the waiting `create`, serve until the
-    workload ends, and exit with its code; the VM is torn down on every path."""
-    state_dir, ready_fd = sys.argv[1], int(sys.argv[2])
+    """Once `create` has put us in the container's cgroup (a byte on GATE_FD; so QEMU and
+    virtiofsd start inside it), boot with `cls(state_dir, ready_fd)`, report to the waiting
+    `create`, serve until the workload ends, and exit with its code; the VM is torn down on
+    every path."""
+    state_dir, ready_fd, gate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    go = os.read(gate, 1)
+    os.close(gate)
+    if go != b"1":
+        os._exit(1)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     shim = cls(state_dir, ready_fd)
