@@ -144,8 +144,20 @@ def usage(verb: str | None = None) -> str:
         return "\n".join(lines) + "\n"
     lines = [f"usage: {prog} [global options] COMMAND [options] [arguments]", "", "commands:"]
     lines += [f"  {v:10} {h}" for v, (_, _, h) in VERBS.items()]
+    added = _plugin_verbs()
+    if added:
+        lines += ["", "commands from plugins:"] + [f"  {v:10} {h} [{p}]" for v, h, p in added]
     lines += ["", "global options:"] + [f"  {', '.join(n):28} {h}" for n, _, _, _, h in GLOBAL]
     return "\n".join(lines) + "\n"
+
+
+def _plugin_verbs() -> list[tuple[str, str, str]]:
+    """(verb, help, plugin) of the verbs that plugins add; none if the plugins fail to load."""
+    from .plugins import Manager
+    try:
+        return [(v.name, v.help, v.plugin) for v in Manager().load().registry.verbs.values()]
+    except RtError:
+        return []
 
 
 def version_text() -> str:

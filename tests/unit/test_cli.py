@@ -162,6 +162,9 @@ def test_help(capsys):
     for verb in VERBS:
         assert re.search(rf"^  {verb}\s", out, re.M), verb
     assert "--root" in out
+    plugins = out.split("commands from plugins:")[1].split("global options:")[0]  # the installed plugins'
+    for verb in ("stop", "reboot", "console"):
+        assert re.search(rf"^  {verb}\s.*\[lxc_system\]$", plugins, re.M), verb
 
 
 def test_help_verb_and_no_args(capsys):
