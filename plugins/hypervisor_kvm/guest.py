@@ -295,28 +295,17 @@ exec {python} -I -S -B -c "import sys; sys.path.insert(0, '/rt'); import agent; 
 INIT_C = os.path.join(HERE, "init.c")
 
 
-def _cc() -> str | None:
-    """The C compiler for init.c; RT_VM_INIT=script picks the busybox script instead."""
-    if os.environ.get("RT_VM_INIT") == "script":
-        return None
-    return shutil.which("cc") or shutil.which("gcc")
-
-
 def native_init(python: str) -> bytes | None:
     """/init as init.c, built static: no shell and no insmod process per module (about
-    150 ms less under TCG). None where no C compiler can build it: INIT serves then."""
-    cc = _cc()
-    if cc is None:
+    150 ms less under TCG). None where no C compiler can build it (or RT_VM_INIT=script):
+    INIT serves then."""
+    if os.environ.get("RT_VM_INIT") == "script":
         return None
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "init")
-        p = subprocess.run([cc, "-O2", "-static", "-s", f'-DRT_PYTHON="{python}"', "-o", out, INIT_C],
-                           capture_output=True, text=True)
-        if p.returncode != 0:  # e.g. libc6-dev without its static libc
-            return None
-        with open(out, "rb") as f:
-            return f.read()
+    path, _ = api.build_c_helper(INIT_C, "vm-init", ("-static", "-s", f'-DRT_PYTHON="{python}"'))
+    if path is None:  # e.g. no compiler, or libc6-dev without its static libc
+        return None
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def guest_python() -> str:
@@ -342,7 +331,8 @@ def initramfs(version: str | None) -> str:
     for path in [exe, BUSYBOX]:  # system files: their identity
         st = os.stat(path)
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    h.update(b"init.c" if _cc() else b"INIT")
+    init = native_init(exe)
+    h.update(init or b"INIT")  # init.c's build, or the script
     for path in [*_agent_sources(), __file__, INIT_C]:
         with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
             h.update(hashlib.sha256(f.read()).digest())
@@ -358,7 +348,7 @@ def initramfs(version: str | None) -> str:
         c.dir(d)
     c.copy(BUSYBOX)
     c.symlink("/bin/sh", "busybox")
-    c.file("/init", native_init(exe) or INIT.format(python=exe).encode(), 0o755)
+    c.file("/init", init or INIT.format(python=exe).encode(), 0o755)
     c.copy(exe)
     for lib in _libraries(exe):
         c.copy(lib)

@@ -12,7 +12,6 @@ from .settings import decode
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 HERE = os.path.dirname(os.path.abspath(__file__))
 MONITOR, MONITOR_C = os.path.join(HERE, "monitor.py"), os.path.join(HERE, "monitor.c")
-CACHE = os.environ.get("RT_CACHE", "/var/cache/rt")
 PR_SET_CHILD_SUBREAPER = 36
 NOTIFY = "/run/host/notify"  # the init's sd_notify socket, as systemd-nspawn places it
 # What systemd-nspawn keeps for a system container (systemd.io/CONTAINER_INTERFACE): MKNOD
@@ -36,34 +35,15 @@ def _start_time(pid: int) -> int:
 
 
 def monitor_command(warn) -> list[str]:
-    """The console monitor: monitor.c, compiled once into the cache, or else monitor.py
+    """The console monitor: monitor.c, built once (api.build_c_helper), or else monitor.py
     (the same behaviour at about 5 MiB more per container). RT_SYSTEM_MONITOR=python
     picks the fallback."""
-    if os.environ.get("RT_SYSTEM_MONITOR") == "python":
-        return [sys.executable, "-I", "-S", MONITOR]
-    import _sha256  # not hashlib, which loads OpenSSL: this runs on every create
-    with open(MONITOR_C, "rb") as f:
-        out = os.path.join(CACHE, "lxc-monitor-" + _sha256.sha256(f.read()).hexdigest()[:16])
-    if os.access(out, os.X_OK):
-        return [out]
-    import shutil
-    import subprocess
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        warn("lxc_system: no C compiler (cc), so the console monitor runs in Python; apt install gcc libc6-dev")
-        return [sys.executable, "-I", "-S", MONITOR]
-    os.makedirs(CACHE, exist_ok=True)
-    tmp = f"{out}.{os.getpid()}.tmp"
-    try:
-        p = subprocess.run([cc, "-O2", "-o", tmp, MONITOR_C], capture_output=True, text=True)
-        if p.returncode != 0:
-            warn(f"lxc_system: building the console monitor failed, so it runs in Python: {p.stderr.strip()[-300:]}")
-            return [sys.executable, "-I", "-S", MONITOR]
-        os.rename(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return [out]
+    if os.environ.get("RT_SYSTEM_MONITOR") != "python":
+        path, why = api.build_c_helper(MONITOR_C, "lxc-monitor")
+        if path:
+            return [path]
+        warn(f"lxc_system: the console monitor runs in Python: {why}")
+    return [sys.executable, "-I", "-S", MONITOR]
 
 
 def _has_child(pid: int) -> bool:

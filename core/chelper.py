@@ -1,0 +1,37 @@
+"""Small C helpers that plugins compile on the host with its `cc`, once, into a cache keyed
+by the source and flags (lxc_system's console monitor, the VM guest's /init). A host
+without a compiler gets None and a reason: the plugin then uses its fallback."""
+import os
+
+CACHE = os.environ.get("RT_CACHE", "/var/cache/rt")
+
+
+def compiler() -> str | None:
+    import shutil
+    return shutil.which("cc") or shutil.which("gcc")
+
+
+def build(source: str, name: str, flags: tuple[str, ...] = ()) -> tuple[str | None, str]:
+    """(path of the built binary, "") or (None, why not). The cache name is NAME-<hash of the
+    source and flags>; it is written atomically, so concurrent callers are safe."""
+    import _sha256  # not hashlib, which loads OpenSSL: callers run on every create
+    with open(source, "rb") as f:
+        key = _sha256.sha256(f.read() + "\0".join(flags).encode()).hexdigest()[:16]
+    out = os.path.join(CACHE, f"{name}-{key}")
+    if os.access(out, os.X_OK):
+        return out, ""
+    cc = compiler()
+    if cc is None:
+        return None, "no C compiler (cc); apt install gcc libc6-dev"
+    import subprocess
+    os.makedirs(CACHE, exist_ok=True)
+    tmp = f"{out}.{os.getpid()}.tmp"
+    try:
+        p = subprocess.run([cc, "-O2", *flags, "-o", tmp, source], capture_output=True, text=True)
+        if p.returncode != 0:
+            return None, f"{cc} failed: {p.stderr.strip()[-300:]}"
+        os.rename(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out, ""
