@@ -166,7 +166,7 @@ class VmBackend(api.Backend):
             raise api.RtError(f"hypervisor_kvm: {qemu} is missing (apt-get install qemu-system-x86)")
         kernel_src = spec.vm.kernel.path if spec.vm else guest.default_kernel()
         kernel = guest.vmlinux(kernel_src, req.warn)
-        initrd = guest.initramfs(guest.kernel_version(kernel_src))
+        initrd = guest.initramfs(guest.kernel_version(kernel_src), req.warn)
         mounts, shares = guest_mounts(spec, req.warn)
         memory, cpus = _size(spec, vm)
         if packed:

@@ -1,5 +1,6 @@
 """What the guest boots: a kernel rt can start directly (an uncompressed vmlinux, PVH) and
-rt's own initramfs (busybox, a minimal Python, the agent and the virtio modules).
+rt's own initramfs (busybox, the agent built from agent.c and the virtio modules; with
+agent.py instead, a minimal Python too).
 
 Both are built once and cached under CACHE, keyed by the kernel's version and content of
 what goes in, so a later boot pays nothing for them.
@@ -292,20 +293,33 @@ exec {python} -I -S -B -c "import sys; sys.path.insert(0, '/rt'); import agent; 
 """
 
 
-INIT_C = os.path.join(HERE, "init.c")
+AGENT_C = os.path.join(HERE, "agent.c")
 
 
-def native_init(python: str) -> bytes | None:
-    """/init as init.c, built static: no shell and no insmod process per module (about
-    150 ms less under TCG). None where no C compiler can build it (or RT_VM_INIT=script):
-    INIT serves then."""
+def native_init(python: str | None) -> bytes | None:
+    """/init built static from agent.c: the whole agent in C, or with `python` only the boot
+    (mounts, finit_module of each module) before agent.py. None where no C compiler can build
+    it, or with RT_VM_INIT=script: the INIT script and agent.py serve then."""
     if os.environ.get("RT_VM_INIT") == "script":
         return None
-    path, _ = api.build_c_helper(INIT_C, "vm-init", ("-static", "-s", f'-DRT_PYTHON="{python}"'))
+    flags = ("-static", "-s") + ((f'-DRT_PYTHON="{python}"',) if python else ())
+    path, _ = api.build_c_helper(AGENT_C, "vm-init" if python else "vm-agent", flags)
     if path is None:  # e.g. no compiler, or libc6-dev without its static libc
         return None
     with open(path, "rb") as f:
         return f.read()
+
+
+def agent_init(warn=lambda m: None) -> tuple[bytes | None, bool]:
+    """(/init's bytes or None for the script, whether the guest runs agent.py under Python).
+    The C agent needs no Python in the guest; RT_VM_AGENT=python picks agent.py."""
+    if os.environ.get("RT_VM_AGENT") != "python":
+        init = native_init(None)
+        if init is not None:
+            return init, False
+        warn("hypervisor_kvm: the C guest agent could not be built (no cc or static libc?): the guest runs "
+             "agent.py, which boots slower")
+    return native_init(guest_python()), True
 
 
 def guest_python() -> str:
@@ -323,32 +337,10 @@ PYC = ("import py_compile, sys, os\n"
        "print(sys.implementation.cache_tag)")
 
 
-def initramfs(version: str | None) -> str:
-    """rt's initramfs for kernel `version` (cached by the hash of everything in it)."""
-    exe = guest_python()
-    mods = _modules(version) if version else []
-    h = hashlib.sha256()
-    for path in [exe, BUSYBOX]:  # system files: their identity
-        st = os.stat(path)
-        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    init = native_init(exe)
-    h.update(init or b"INIT")  # init.c's build, or the script
-    for path in [*_agent_sources(), __file__, INIT_C]:
-        with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
-            h.update(hashlib.sha256(f.read()).digest())
-    h.update(f"{version}:{mods}".encode())
-    out = os.path.join(CACHE, f"initramfs-{version}-{h.hexdigest()[:16]}.cpio")
-    if os.path.exists(out):
-        return out
-    if not os.path.exists(BUSYBOX):
-        raise RtError("hypervisor_kvm: /bin/busybox is missing (apt-get install busybox-static)")
+def _add_python(c: Cpio, exe: str) -> None:
+    """The guest's Python for agent.py: the interpreter, its libraries, the stdlib files the
+    agent imports and rt's agent files, byte-compiled."""
     import tempfile
-    c = Cpio()
-    for d in ("proc", "sys", "dev", "run", "tmp", "rt"):
-        c.dir(d)
-    c.copy(BUSYBOX)
-    c.symlink("/bin/sh", "busybox")
-    c.file("/init", init or INIT.format(python=exe).encode(), 0o755)
     c.copy(exe)
     for lib in _libraries(exe):
         c.copy(lib)
@@ -375,6 +367,35 @@ def initramfs(version: str | None) -> str:
         for i, (_, dest) in enumerate(sources):
             stem = os.path.basename(dest)[:-3]
             c.copy(os.path.join(tmp, f"{i}.pyc"), f"{os.path.dirname(dest)}/__pycache__/{stem}.{tag}.pyc")
+
+
+def initramfs(version: str | None, warn=lambda m: None) -> str:
+    """rt's initramfs for kernel `version` (cached by the hash of everything in it)."""
+    init, python = agent_init(warn)
+    exe = guest_python() if python else None
+    mods = _modules(version) if version else []
+    h = hashlib.sha256()
+    for path in [exe, BUSYBOX] if exe else [BUSYBOX]:  # system files: their identity
+        st = os.stat(path)
+        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    h.update(init or b"INIT")  # agent.c's build, or the script
+    for path in [*(_agent_sources() if python else []), __file__, AGENT_C]:
+        with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
+            h.update(hashlib.sha256(f.read()).digest())
+    h.update(f"{version}:{mods}".encode())
+    out = os.path.join(CACHE, f"initramfs-{version}-{h.hexdigest()[:16]}.cpio")
+    if os.path.exists(out):
+        return out
+    if not os.path.exists(BUSYBOX):
+        raise RtError("hypervisor_kvm: /bin/busybox is missing (apt-get install busybox-static)")
+    c = Cpio()
+    for d in ("proc", "sys", "dev", "run", "tmp", "rt"):
+        c.dir(d)
+    c.copy(BUSYBOX)
+    c.symlink("/bin/sh", "busybox")
+    c.file("/init", init or INIT.format(python=exe).encode(), 0o755)
+    if python:
+        _add_python(c, exe)
     loaded = []
     strip = not _sig_enforced(version)
     for mod in mods:

@@ -1,7 +1,8 @@
 """Frames between the host shim and the guest agent, and between rt verbs and the shim.
 
 A frame is a 9-byte header (payload length u32, kind u8, session u32, big-endian) and a
-payload: a marshal'ed dict for MSG, raw bytes otherwise. Session 0 is the workload, every
+payload: a marshal'ed dict for MSG (version 2, which has no back-references, so that
+agent.c reads it too), raw bytes otherwise. Session 0 is the workload, every
 `rt exec` gets its own. Builtins only (marshal, os): the guest's Python has no stdlib.
 """
 import marshal
@@ -17,7 +18,7 @@ def frame(kind: int, sid: int, payload: bytes) -> bytes:
 
 
 def msg(obj: dict, sid: int = 0) -> bytes:
-    return frame(MSG, sid, marshal.dumps(obj, 4))
+    return frame(MSG, sid, marshal.dumps(obj, 2))
 
 
 class Decoder:

@@ -67,16 +67,24 @@ def test_run_gives_guest_kernel_output_and_exit_code(runtime, vm_bundle, clean):
     assert not os.path.exists(os.path.join(runtime.root, "vm-run"))
 
 
-def test_script_init_without_a_compiler(runtime, vm_bundle, tmp_path, clean):
-    """The initramfs's /init is init.c built static; where no compiler is found it is a
-    busybox script (RT_VM_INIT=script picks it), and the guest boots the same."""
-    env = dict(os.environ, RT_VM_INIT="script", RT_VM_CACHE=str(tmp_path / "vm"))
-    b = vm_bundle(["sh", "-c", "cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' '"])
-    p = runtime("run", "--bundle", b, "vm-script", stdin=subprocess.DEVNULL, timeout=300, env=env)
-    assert p.returncode == 0, p.stderr
-    assert {"virtio_console", "virtiofs"} <= set(p.stdout.split())
+@pytest.mark.parametrize("agent", ["c", "python-script", "python"])
+def test_guest_agents(runtime, vm_bundle, tmp_path, clean, agent):
+    """PID 1 of the guest is agent.c built static, with no Python in the initramfs. Where no
+    compiler is found, a busybox script loads the modules and runs agent.py (RT_VM_INIT=script
+    picks it); RT_VM_AGENT=python keeps the C boot and runs agent.py. All boot the same."""
+    env = dict(os.environ, RT_VM_CACHE=str(tmp_path / "vm"))
+    env.update({"c": {}, "python-script": {"RT_VM_INIT": "script"}, "python": {"RT_VM_AGENT": "python"}}[agent])
+    b = vm_bundle(["sh", "-c", "cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' '; echo; "
+                               "tr '\\0' ' ' < /proc/1/cmdline; echo; read line; echo \"got $line\"; exit 4"])
+    p = runtime("run", "--bundle", b, f"vm-{agent}", input="hello\n", timeout=300, env=env)
+    assert p.returncode == 4, p.stderr
+    modules, pid1, got = p.stdout.splitlines()
+    assert {"virtio_console", "virtiofs"} <= set(modules.split()) and got == "got hello"
     (initramfs,) = [f for f in os.listdir(tmp_path / "vm") if f.startswith("initramfs-")]
-    assert b"#!/bin/busybox sh" in (tmp_path / "vm" / initramfs).read_bytes()
+    data = (tmp_path / "vm" / initramfs).read_bytes()
+    assert (b"#!/bin/busybox sh" in data) == (agent == "python-script")
+    assert (b"rt/agent.py" in data) == (agent != "c")
+    assert ("agent.main()" in pid1) == (agent != "c"), pid1
 
 
 def test_guest_mounts_and_options(runtime, vm_bundle, tmp_path, clean):
@@ -112,7 +120,7 @@ def test_lifecycle_exec_pause_kill_delete(runtime, vm_bundle, clean):
     runtime("start", "vm-life", check=True)
     assert runtime.state("vm-life")["status"] == "running"
     p = runtime("exec", "vm-life", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 3")
-    assert p.returncode == 3 and "agent" in p.stdout
+    assert p.returncode == 3 and p.stdout == "/init "  # PID 1 is the agent, built from agent.c
     p = runtime("exec", "vm-life", "cat", input="through stdin\n")
     assert p.returncode == 0 and p.stdout == "through stdin\n"
     assert runtime("exec", "vm-life", "/no/such").returncode == 127
