@@ -184,7 +184,7 @@ class VmBackend(api.Backend):
         plan = {
             "id": req.id, "qemu": qemu, "accel": accel, "kernel": kernel, "initrd": initrd, "append": append,
             "memory_mb": int(memory), "cpus": cpus, "virtiofsd": virtiofsd, "boot_timeout": vm.boot_timeout,
-            "shares": ([] if packed else [{"tag": "rt0", "path": req.rootfs}]) + shares, "stdin": True,
+            "shares": ([] if packed else [{"tag": "rt0", "path": req.rootfs, "cache": vm.rootfs_cache}]) + shares, "stdin": True,
             "create": {"process": _process(spec.process, None, _guest_seccomp(spec, req.warn), req.warn),
                        "mounts": mounts, "packed": packed,
                        "shares": [s["tag"] for s in shares], "hostname": spec.hostname,

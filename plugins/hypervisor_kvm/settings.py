@@ -10,6 +10,7 @@ class Vm(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     memory: float = 0           # MiB; default: linux.resources.memory.limit, else 256
     cpus: float = 0             # default: from the cpu quota, else 1
     rootfs: str = "auto"        # virtiofs, initrd (a packed copy; small rootfs only), auto: virtiofs if there
+    rootfs_cache: str = "always"  # virtiofsd's cache for the rootfs: always, auto (1 s coherence) or never
     ready: str = ""             # vm.image: a regex on the console; `start` waits for it
     stop_timeout: float = 30.0  # vm.image: seconds after the power button before QEMU is quit
 
@@ -22,6 +23,8 @@ def decode(annotations: dict | None) -> Vm:
         raise api.RtError(f"{where.format('accel')}: expected auto, kvm or tcg, got {vm.accel!r}")
     if vm.rootfs not in ("auto", "virtiofs", "initrd"):
         raise api.RtError(f"{where.format('rootfs')}: expected auto, virtiofs or initrd, got {vm.rootfs!r}")
+    if vm.rootfs_cache not in ("always", "auto", "never"):
+        raise api.RtError(f"{where.format('rootfs_cache')}: expected always, auto or never, got {vm.rootfs_cache!r}")
     if vm.boot_timeout <= 0:
         raise api.RtError(f"{where.format('boot_timeout')}: must be positive")
     if vm.stop_timeout <= 0:

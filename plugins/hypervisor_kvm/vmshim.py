@@ -138,7 +138,7 @@ class Shim:
             ours = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             ours.connect(theirs.getsockname())
             self._spawn([p["virtiofsd"], f"--fd={theirs.fileno()}", "-o", f"source={share['path']}",
-                         "-o", "cache=auto", "-o", "xattr"], [theirs.fileno()], "virtiofsd.log")
+                         "-o", f"cache={share.get('cache', 'auto')}", "-o", "xattr"], [theirs.fileno()], "virtiofsd.log")
             theirs.close()
             keep.append(ours)
             fds.append(ours.fileno())

@@ -112,6 +112,30 @@ def test_guest_mounts_and_options(runtime, vm_bundle, tmp_path, clean):
     assert (share / "z").read_text() == "w\n"
 
 
+@pytest.mark.parametrize("mode", ["always", "auto"])
+def test_rootfs_cache_mode(runtime, vm_bundle, busybox_rootfs, tmp_path, clean, mode):
+    """rt.vm.rootfs_cache is virtiofsd's cache mode for the rootfs (default always: an exec
+    reads a binary once). With auto, a host edit in the rootfs shows in the guest in ~1 s."""
+    rootfs = tmp_path / "rootfs"
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    (rootfs / "note").write_text("one\n")
+    ann = {} if mode == "always" else {"rt.vm.rootfs_cache": mode}
+    b = vm_bundle(["sleep", "1000"], annotations=ann, edit=lambda c: c["root"].update(path=str(rootfs)))
+    cid = f"vm-cache-{mode}"
+    runtime.create(cid, b, check=True, timeout=180)
+    try:
+        pids = processes_with(b"virtiofsd", f"source={rootfs}".encode())  # it forks its sandbox
+        assert pids and all(f"cache={mode}".encode() in open(f"/proc/{p}/cmdline", "rb").read() for p in pids)
+        runtime("start", cid, check=True)
+        assert runtime("exec", cid, "cat", "/note", check=True).stdout == "one\n"
+        if mode == "auto":
+            (rootfs / "note").write_text("two\n")
+            time.sleep(1.5)
+            assert runtime("exec", cid, "cat", "/note", check=True).stdout == "two\n"
+    finally:
+        runtime("delete", "--force", cid)
+
+
 def test_lifecycle_exec_pause_kill_delete(runtime, vm_bundle, clean):
     b = vm_bundle(["sh", "-c", "trap 'echo term; exit 42' TERM; while true; do sleep 0.1; done"])
     runtime.create("vm-life", b, check=True, timeout=180)

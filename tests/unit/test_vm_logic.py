@@ -32,6 +32,7 @@ def test_oversized_frame_is_refused():
     ({"rt.vm.ready": "boot(ed"}, "not a regular expression"),
     ({"rt.vm.stop_timeout": "0"}, "must be positive"),
     ({"rt.vm.rootfs": "nfs"}, "expected auto, virtiofs or initrd"),
+    ({"rt.vm.rootfs_cache": "sometimes"}, "expected always, auto or never"),
 ])
 def test_bad_settings(ann, msg):
     with pytest.raises(RtError) as e:
