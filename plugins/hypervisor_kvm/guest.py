@@ -296,22 +296,20 @@ exec {python} -I -S -B -c "import sys; sys.path.insert(0, '/rt'); import agent; 
 AGENT_C = os.path.join(HERE, "agent.c")
 
 
-def native_init(python: str | None) -> bytes | None:
-    """/init built static from agent.c: the whole agent in C, or with `python` only the boot
-    (mounts, finit_module of each module) before agent.py. None where no C compiler can build
-    it, or with RT_VM_INIT=script: the INIT script and agent.py serve then."""
+def native_init(python: str | None) -> str | None:
+    """/init built static from agent.c (its path in rt's cache, named by a hash of the source
+    and flags): the whole agent in C, or with `python` only the boot (mounts, finit_module of
+    each module) before agent.py. None where no C compiler can build it, or with
+    RT_VM_INIT=script: the INIT script and agent.py serve then."""
     if os.environ.get("RT_VM_INIT") == "script":
         return None
     flags = ("-static", "-s") + ((f'-DRT_PYTHON="{python}"',) if python else ())
     path, _ = api.build_c_helper(AGENT_C, "vm-init" if python else "vm-agent", flags)
-    if path is None:  # e.g. no compiler, or libc6-dev without its static libc
-        return None
-    with open(path, "rb") as f:
-        return f.read()
+    return path  # None e.g. without a compiler, or with libc6-dev but no static libc
 
 
-def agent_init(warn=lambda m: None) -> tuple[bytes | None, bool]:
-    """(/init's bytes or None for the script, whether the guest runs agent.py under Python).
+def agent_init(warn=lambda m: None) -> tuple[str | None, bool]:
+    """(/init's built binary or None for the script, whether the guest runs agent.py).
     The C agent needs no Python in the guest; RT_VM_AGENT=python picks agent.py."""
     if os.environ.get("RT_VM_AGENT") != "python":
         init = native_init(None)
@@ -378,8 +376,8 @@ def initramfs(version: str | None, warn=lambda m: None) -> str:
     for path in [exe, BUSYBOX] if exe else [BUSYBOX]:  # system files: their identity
         st = os.stat(path)
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    h.update(init or b"INIT")  # agent.c's build, or the script
-    for path in [*(_agent_sources() if python else []), __file__, AGENT_C]:
+    h.update((init or "INIT").encode())  # agent.c's build (its name holds the source's hash), or the script
+    for path in [*(_agent_sources() if python else []), __file__]:
         with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
             h.update(hashlib.sha256(f.read()).digest())
     h.update(f"{version}:{mods}".encode())
@@ -393,7 +391,10 @@ def initramfs(version: str | None, warn=lambda m: None) -> str:
         c.dir(d)
     c.copy(BUSYBOX)
     c.symlink("/bin/sh", "busybox")
-    c.file("/init", init or INIT.format(python=exe).encode(), 0o755)
+    if init:
+        c.copy(init, "/init")
+    else:
+        c.file("/init", INIT.format(python=exe).encode(), 0o755)
     if python:
         _add_python(c, exe)
     loaded = []
