@@ -607,6 +607,8 @@ struct session {
     int in, master, gate;  /* -1 when closed */
     int out[2];            /* stdout, stderr (-1 when closed); a tty has only out[0] */
     unsigned long long count[2];
+    struct buf pending;    /* stdin not yet taken by the process (at most the host's window) */
+    int eof;               /* close stdin once pending is written */
 };
 static struct session sessions[MAX_SESSIONS];
 
@@ -839,6 +841,45 @@ fail:;
     _exit(e == ENOENT ? 127 : 126);
 }
 
+/* The host sends stdin within a window of unacknowledged bytes, and we acknowledge what the
+ * process took: a process that does not read its stdin then stalls only its own stream. */
+static void ack(uint32_t sid, size_t n) {
+    if (n)
+        send_msg(sid, "ack", "bytes", 'i', (long long)n, NULL);
+}
+
+static void end_stdin(struct session *s) {
+    if (s->in >= 0 && s->in != s->master)
+        close(s->in);
+    s->in = -1;
+    ack(s->sid, s->pending.n);
+    s->pending.n = 0;
+}
+
+static void feed_stdin(struct session *s) {
+    size_t off = 0;
+    while (off < s->pending.n) {
+        ssize_t w = write(s->in, s->pending.p + off, s->pending.n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            break;
+        if (w < 0) { /* EPIPE: it closed its stdin; what is left is dropped */
+            ack(s->sid, off);
+            memmove(s->pending.p, s->pending.p + off, s->pending.n - off);
+            s->pending.n -= off;
+            end_stdin(s);
+            return;
+        }
+        off += w;
+    }
+    memmove(s->pending.p, s->pending.p + off, s->pending.n - off);
+    s->pending.n -= off;
+    ack(s->sid, off);
+    if (s->eof && s->pending.n == 0)
+        end_stdin(s);
+}
+
 /* Forks the process of `p` for session `sid`; gated: it waits for `start`. */
 static struct session *spawn(uint32_t sid, const struct val *p, int gated, char *why, size_t size) {
     struct session *s = NULL;
@@ -847,7 +888,7 @@ static struct session *spawn(uint32_t sid, const struct val *p, int gated, char 
             s = &sessions[i];
     if (!s)
         return snprintf(why, size, "too many sessions"), NULL;
-    *s = (struct session){1, sid, 0, -1, -1, -1, {-1, -1}, {0, 0}};
+    *s = (struct session){1, sid, 0, -1, -1, -1, {-1, -1}, {0, 0}, {0}, 0};
     int tty = gtrue(p, "tty"), fds[3], gate[2] = {-1, -1}, pipes[6] = {-1, -1, -1, -1, -1, -1};
     if (tty) {
         int slave;
@@ -892,6 +933,7 @@ static struct session *spawn(uint32_t sid, const struct val *p, int gated, char 
     for (int i = 0; i < 2; i++)
         if (s->out[i] >= 0)
             fcntl(s->out[i], F_SETFL, fcntl(s->out[i], F_GETFL) | O_NONBLOCK);
+    fcntl(s->in, F_SETFL, fcntl(s->in, F_GETFL) | O_NONBLOCK);
     return s;
 }
 
@@ -938,6 +980,8 @@ static void reap(void) {
             s->master = -1;
             close_fd(&s->in);
             close_fd(&s->gate);
+            free(s->pending.p);
+            s->pending = (struct buf){0};
             send_msg(s->sid, "exit", "status", 'i', (long long)status, "stdout", 'i', (long long)s->count[0],
                      "stderr", 'i', (long long)s->count[1], NULL);
             s->used = 0;
@@ -996,13 +1040,19 @@ static int load_balloon(void) {
 static void handle(int kind, uint32_t sid, const unsigned char *payload, size_t size) {
     struct session *s = find(sid);
     if (kind == STDIN) {
-        if (s && s->in >= 0)
-            write_all(s->in, payload, size);
+        if (s && s->in >= 0 && !s->eof) {
+            put(&s->pending, payload, size);
+            feed_stdin(s);
+        } else {
+            ack(sid, size); /* nobody takes it: the host's window must not shrink for it */
+        }
         return;
     }
     if (kind == END) {
-        if (s && s->in >= 0 && s->master < 0)
-            close_fd(&s->in);
+        if (s && s->in >= 0 && s->master < 0) {
+            s->eof = 1;
+            feed_stdin(s);
+        }
         return;
     }
     if (kind != MSG)
@@ -1087,6 +1137,7 @@ static void fatal(const char *what) {
 
 int main(void) {
     boot();
+    signal(SIGPIPE, SIG_IGN); /* a closed stdin is an EPIPE to handle, not a signal */
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -1099,9 +1150,9 @@ int main(void) {
     struct buf in = {0};
     static unsigned char chunk[65536];
     for (;;) {
-        struct pollfd pf[2 + 2 * MAX_SESSIONS];
-        struct session *who[2 + 2 * MAX_SESSIONS];
-        int which[2 + 2 * MAX_SESSIONS], n = 0;
+        struct pollfd pf[2 + 3 * MAX_SESSIONS];
+        struct session *who[2 + 3 * MAX_SESSIONS];
+        int which[2 + 3 * MAX_SESSIONS], n = 0; /* 0, 1: stdout, stderr; 2: stdin */
         pf[n++] = (struct pollfd){port, POLLIN, 0};
         pf[n++] = (struct pollfd){sfd, POLLIN, 0};
         for (int j = 0; j < MAX_SESSIONS; j++)
@@ -1111,14 +1162,26 @@ int main(void) {
                     which[n] = i;
                     pf[n++] = (struct pollfd){sessions[j].out[i], POLLIN, 0};
                 }
+        for (int j = 0; j < MAX_SESSIONS; j++)
+            if (sessions[j].used && sessions[j].in >= 0 && sessions[j].pending.n) {
+                who[n] = &sessions[j];
+                which[n] = 2;
+                pf[n++] = (struct pollfd){sessions[j].in, POLLOUT, 0};
+            }
         if (poll(pf, n, -1) < 0) {
             if (errno == EINTR)
                 continue;
             fatal(strerror(errno));
         }
-        for (int k = 2; k < n; k++)
-            if (pf[k].revents && who[k]->used && who[k]->out[which[k]] == pf[k].fd)
-                pump(who[k], which[k], 0);
+        for (int k = 2; k < n; k++) {
+            struct session *s = who[k];
+            if (!pf[k].revents || !s->used)
+                continue;
+            if (which[k] == 2 && s->in == pf[k].fd)
+                feed_stdin(s);
+            else if (which[k] < 2 && s->out[which[k]] == pf[k].fd)
+                pump(s, which[k], 0);
+        }
         if (pf[1].revents) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof si) > 0)

@@ -144,6 +144,8 @@ class Session:
         self.outs: dict[int, int] = {}  # fd -> STDOUT/STDERR
         self.counts = {wire.STDOUT: 0, wire.STDERR: 0}
         self.gate = None  # write end that releases a created workload
+        self.pending = bytearray()  # stdin the process has not taken yet (at most the host's window)
+        self.eof = False  # close stdin once pending is written
 
 
 def open_pty() -> tuple[int, int]:
@@ -243,6 +245,7 @@ def spawn(sid: int, p: dict, gated: bool) -> Session:
         os.close(g_r)
     for fd in s.outs:
         os.set_blocking(fd, False)
+    os.set_blocking(s.stdin, False)
     return s
 
 
@@ -252,23 +255,71 @@ class Agent:
         self.sessions: dict[int, Session] = {}
         self.poll = select.poll()
         self.readers: dict[int, tuple] = {}
+        self.writers: dict[int, Session] = {}  # stdin fds with pending data
         self.dec = wire.Decoder()
         self.spec = None
 
     def send(self, obj: dict, sid: int = 0) -> None:
         wire.write_all(self.port, wire.msg(obj, sid))
 
+    def _mask(self, fd: int) -> None:
+        mask = (select.POLLIN if fd in self.readers else 0) | (select.POLLOUT if fd in self.writers else 0)
+        try:
+            self.poll.modify(fd, mask) if mask else self.poll.unregister(fd)
+        except FileNotFoundError:
+            self.poll.register(fd, mask)
+        except KeyError:
+            pass
+
     def watch(self, fd: int, what) -> None:
         self.readers[fd] = what
-        self.poll.register(fd, select.POLLIN)
+        self._mask(fd)
 
     def unwatch(self, fd: int) -> None:
         self.readers.pop(fd, None)
-        try:
-            self.poll.unregister(fd)
-        except KeyError:
-            pass
+        self.writers.pop(fd, None)
+        self._mask(fd)
         os.close(fd)
+
+    # The host sends stdin within a window of unacknowledged bytes, and the agent acks what
+    # the process took: a process that does not read its stdin stalls only its own stream.
+    def ack(self, sid: int, n: int) -> None:
+        if n:
+            self.send({"op": "ack", "bytes": n}, sid)
+
+    def end_stdin(self, s: Session) -> None:
+        if s.stdin is not None:
+            self.writers.pop(s.stdin, None)
+            self._mask(s.stdin)
+            if s.stdin != s.master:  # a pty's master is also its output: closed with that
+                os.close(s.stdin)
+        s.stdin = None
+        self.ack(s.sid, len(s.pending))
+        s.pending.clear()
+
+    def feed(self, s: Session) -> None:
+        done = 0
+        try:
+            while done < len(s.pending):
+                done += os.write(s.stdin, s.pending[done:])
+        except BlockingIOError:
+            pass
+        except OSError:  # EPIPE: it closed its stdin; what is left is dropped
+            self.ack(s.sid, done)
+            del s.pending[:done]
+            self.end_stdin(s)
+            return
+        del s.pending[:done]
+        self.ack(s.sid, done)
+        if s.eof and not s.pending:
+            self.end_stdin(s)
+            return
+        if bool(s.pending) != (s.stdin in self.writers):
+            if s.pending:
+                self.writers[s.stdin] = s
+            else:
+                del self.writers[s.stdin]
+            self._mask(s.stdin)
 
     def add(self, s: Session) -> None:
         self.sessions[s.sid] = s
@@ -308,14 +359,10 @@ class Agent:
                     s.status = os.waitstatus_to_exitcode(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
                     for fd, stream in list(s.outs.items()):
                         self.pump(fd, s, stream, drain=True)
+                    self.end_stdin(s)
                     for fd in list(s.outs):
                         self.unwatch(fd)
                     s.outs.clear()
-                    if s.stdin is not None:
-                        try:
-                            os.close(s.stdin)
-                        except OSError:
-                            pass
                     self.send({"op": "exit", "status": s.status, "stdout": s.counts[wire.STDOUT],
                                "stderr": s.counts[wire.STDERR]}, s.sid)
                     del self.sessions[s.sid]
@@ -323,16 +370,16 @@ class Agent:
     def handle(self, kind: int, sid: int, payload) -> None:
         s = self.sessions.get(sid)
         if kind == wire.STDIN:
-            if s is not None and s.stdin is not None:
-                try:
-                    wire.write_all(s.stdin, payload)
-                except OSError:
-                    pass
+            if s is not None and s.stdin is not None and not s.eof:
+                s.pending += payload
+                self.feed(s)
+            else:
+                self.ack(sid, len(payload))  # nobody takes it: the host's window must not shrink for it
             return
         if kind == wire.EOF:
             if s is not None and s.stdin is not None and s.master is None:
-                os.close(s.stdin)
-                s.stdin = None
+                s.eof = True
+                self.feed(s)
             return
         op = payload.get("op")
         s = self.sessions.get(payload.get("target", sid))
@@ -388,11 +435,11 @@ class Agent:
         self.watch(self.port, ("port",))
         self.send({"op": "hello", "version": 1})
         while True:
-            for fd, _ in self.poll.poll():
-                what = self.readers.get(fd)
+            for fd, ev in self.poll.poll():
+                what = self.readers.get(fd) if ev & ~select.POLLOUT else None
                 if what is None:
-                    continue
-                if what[0] == "wake":
+                    pass
+                elif what[0] == "wake":
                     try:
                         os.read(r, 4096)
                     except BlockingIOError:
@@ -406,6 +453,8 @@ class Agent:
                         self.handle(*frame)
                 else:
                     self.pump(fd, what[1], what[2])
+                if ev & ~select.POLLIN and fd in self.writers:
+                    self.feed(self.writers[fd])
             self.reap()
 
 

@@ -19,6 +19,7 @@ from rt.plugins.hypervisor_kvm import wire
 
 PR_SET_PDEATHSIG = 1
 GRACE = 2.0  # after SIGKILL through the agent, before QMP quit and SIGKILL of QEMU
+WINDOW = 256 << 10  # stdin bytes in flight to a guest process, until the agent acks them
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -209,6 +210,9 @@ class Shim:
         if kind != wire.MSG:
             return
         op = payload.get("op")
+        if op == "ack":
+            self._on_ack(sid, payload["bytes"])
+            return
         if op == "exit":
             s = self.sessions.get(sid)
             if s is not None:
@@ -263,31 +267,62 @@ class Shim:
             pass
 
     def _watch_stdin(self, fd: int, sid: int) -> None:
+        """Relay `fd` to the session's stdin, at most WINDOW bytes ahead of what the process
+        took (the agent acks it): one process that does not read stalls only its own stream."""
+        s = self.sessions[sid]
+        s["unacked"], s["paused"] = 0, False
         try:
             self.sel.register(fd, selectors.EVENT_READ, ("stdin", sid))
             os.set_blocking(fd, False)
-        except PermissionError:  # a regular file or /dev/null cannot be polled: send it whole
-            while True:
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                self.agent.sendall(wire.frame(wire.STDIN, sid, data))
-            self.agent.sendall(wire.frame(wire.EOF, sid, b""))
-            if sid in self.sessions:
-                self.sessions[sid]["stdin_fd"] = None
+            s["pollable"] = True
+        except PermissionError:  # a regular file or /dev/null cannot be polled: read it as acks come
+            s["pollable"] = False
+            self._feed_file(sid)
+
+    def _send_stdin(self, sid: int, data: bytes) -> None:
+        """Forward a chunk read from the session's stdin; at EOF, close the relay."""
+        s = self.sessions[sid]
+        if data:
+            self.agent.sendall(wire.frame(wire.STDIN, sid, data))
+            s["unacked"] += len(data)
+            return
+        if s["pollable"]:
+            self._unwatch(s["stdin_fd"])
+        s["stdin_fd"] = None
+        self.agent.sendall(wire.frame(wire.EOF, sid, b""))
 
     def _on_stdin(self, fd: int, sid: int) -> None:
         try:
             data = os.read(fd, 65536)
         except OSError:
             data = b""
-        if data:
-            self.agent.sendall(wire.frame(wire.STDIN, sid, data))
-        else:
+        self._send_stdin(sid, data)
+        s = self.sessions[sid]
+        if s["stdin_fd"] is not None and s["unacked"] >= WINDOW:
             self._unwatch(fd)
-            if sid in self.sessions:
-                self.sessions[sid]["stdin_fd"] = None
-            self.agent.sendall(wire.frame(wire.EOF, sid, b""))
+            s["paused"] = True
+
+    def _feed_file(self, sid: int) -> None:
+        s = self.sessions[sid]
+        while s["stdin_fd"] is not None and s["unacked"] < WINDOW:
+            try:
+                data = os.read(s["stdin_fd"], 65536)
+            except OSError:
+                data = b""
+            self._send_stdin(sid, data)
+
+    def _on_ack(self, sid: int, n: int) -> None:
+        s = self.sessions.get(sid)
+        if s is None or "unacked" not in s:
+            return
+        s["unacked"] -= n
+        if s["stdin_fd"] is None or s["unacked"] >= WINDOW:
+            return
+        if not s["pollable"]:
+            self._feed_file(sid)
+        elif s["paused"]:
+            s["paused"] = False
+            self.sel.register(s["stdin_fd"], selectors.EVENT_READ, ("stdin", sid))
 
     def _on_client(self, conn: socket.socket) -> None:
         try:
