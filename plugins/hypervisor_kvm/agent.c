@@ -294,8 +294,21 @@ static void m_str(struct buf *b, const char *s) {
 }
 
 static void m_int(struct buf *b, long long v) {
-    put(b, "i", 1);
-    put_u32le(b, (uint32_t)(int32_t)v);
+    if (v >= INT32_MIN && v <= INT32_MAX) {
+        put(b, "i", 1);
+        put_u32le(b, (uint32_t)(int32_t)v);
+        return;
+    }
+    unsigned long long x = v < 0 ? -(unsigned long long)v : (unsigned long long)v;
+    unsigned char digits[10];
+    int n = 0;
+    for (; x; x >>= 15, n++) { /* a long: a signed count of 15-bit digits */
+        digits[2 * n] = x & 0xff;
+        digits[2 * n + 1] = (x >> 8) & 0x7f;
+    }
+    put(b, "l", 1);
+    put_u32le(b, (uint32_t)(v < 0 ? -n : n));
+    put(b, digits, 2 * n);
 }
 
 /* --- frames on the port ----------------------------------------------------------------- */

@@ -52,6 +52,24 @@ class Failed(Exception):
     pass
 
 
+def _is_int(v, lo: int = 0, hi: int = 1 << 62) -> bool:
+    return type(v) is int and lo <= v <= hi
+
+
+def _check_reply(op, m: dict) -> None:
+    """A message from the agent has the fields its op needs, of the right types (the guest is
+    not trusted; wire.safe_loads already limited the types): else ValueError."""
+    ok = {"exit": lambda: _is_int(m.get("status"), 0, 255) and _is_int(m.get("stdout")) and _is_int(m.get("stderr")),
+          "ack": lambda: _is_int(m.get("bytes")),
+          "ps": lambda: type(m.get("pids")) is list and all(_is_int(p, 1, 1 << 22) for p in m["pids"]),
+          "error": lambda: type(m.get("error")) is str,
+          "hello": lambda: True, "ok": lambda: True,
+          "created": lambda: _is_int(m.get("pid"), 1, 1 << 22),
+          "started": lambda: "pid" not in m or _is_int(m["pid"], 1, 1 << 22)}.get(op)
+    if ok is None or not ok():
+        raise ValueError(f"a bad {op!r} message")
+
+
 class Qmp:
     def __init__(self, sock: socket.socket):
         self.sock, self.buf = sock, b""
@@ -93,7 +111,7 @@ class Shim:
         self.qmp = None
         self.agent = None
         self.sel = selectors.DefaultSelector()
-        self.dec = wire.Decoder()
+        self.dec = wire.Decoder(untrusted=True)  # frames from the guest
         self.sessions: dict[int, dict] = {}  # sid -> {"conn", "fds", ...}
         self.calls: dict[int, socket.socket] = {}  # sid of a pending control call -> its client
         self.next_sid = 1
@@ -187,10 +205,14 @@ class Shim:
                 continue
             if not data:
                 raise Failed(f"{what} (the agent port closed); guest console:\n{console_tail(self.dir)}")
-            for kind, got_sid, payload in self.dec.feed(data):
-                if kind == wire.MSG and got_sid == sid:
-                    return payload
-                self._from_agent(kind, got_sid, payload)
+            try:
+                for kind, got_sid, payload in self.dec.feed(data):
+                    if kind == wire.MSG and got_sid == sid:
+                        _check_reply(payload.get("op"), payload)
+                        return payload
+                    self._from_agent(kind, got_sid, payload)
+            except ValueError as e:  # the guest is not trusted
+                raise Failed(f"{what}: the agent broke the protocol ({e})")
 
     # --- running ------------------------------------------------------------------
     def _send(self, obj: dict, sid: int = 0) -> None:
@@ -210,6 +232,7 @@ class Shim:
         if kind != wire.MSG:
             return
         op = payload.get("op")
+        _check_reply(op, payload)
         if op == "ack":
             self._on_ack(sid, payload["bytes"])
             return
@@ -422,8 +445,14 @@ class Shim:
                     if not data:
                         self.exit_code = 128 + signal.SIGKILL
                         break
-                    for frame in self.dec.feed(data):
-                        self._from_agent(*frame)
+                    try:
+                        for frame in self.dec.feed(data):
+                            self._from_agent(*frame)
+                    except ValueError as e:  # the guest is not trusted
+                        print(f"rt-vmshim: the guest agent broke the protocol ({e}); stopping the VM",
+                              file=sys.stderr)
+                        self.exit_code = 128 + signal.SIGKILL
+                        break
                 elif what[0] == "listen":
                     conn, _ = listener.accept()
                     self.sel.register(conn, selectors.EVENT_READ, ("client", conn))

@@ -1,5 +1,6 @@
 """hypervisor_kvm logic that needs no VM: frames, settings, mounts to shares, the cpio writer."""
 import json
+import marshal
 import os
 import subprocess
 
@@ -117,3 +118,39 @@ def test_module_signature_is_stripped_exactly():
     info = bytes(8) + len(sig).to_bytes(4, "big")
     assert _unsigned(body + sig + info + SIG_MAGIC) == body
     assert _unsigned(body) == body  # unsigned already
+
+
+@pytest.mark.parametrize("msg", [
+    {"op": "exit", "status": 3, "stdout": 5 << 31, "stderr": 0},  # counts past 2 GiB are marshal longs
+    {"op": "ps", "pids": [2, 3, 70000]},
+    {"op": "error", "error": "mkdir: é"},
+    {"op": "x", "a": None, "b": True, "c": False, "d": b"raw", "e": [], "f": {"g": [1, -(1 << 40)]}},
+])
+def test_frames_from_the_guest_decode_safely(msg):
+    frame = wire.msg(msg, 7)
+    assert wire.Decoder(untrusted=True).feed(frame) == [(wire.MSG, 7, msg)]
+    assert marshal.loads(frame[wire.HEADER:]) == msg  # the trusted side reads the same bytes
+
+
+@pytest.mark.parametrize("payload, why", [
+    (marshal.dumps(compile("1", "x", "eval"), 2), "type 'c'"),  # a code object
+    (marshal.dumps({"a": 1.5}, 2), "type 'g'"),
+    (marshal.dumps([1], 2), "not a single dict"),
+    (marshal.dumps({1: 2}, 2), "not a string"),
+    (b"{u\xff\xff\xff\x7f", "truncated"),
+    (b"[\x01\x00\x00\x00" * 40 + b"N", "too deep"),
+])
+def test_frames_from_the_guest_refuse_what_agents_never_send(payload, why):
+    frame = wire.frame(wire.MSG, 0, payload)
+    with pytest.raises(ValueError, match=why):
+        wire.Decoder(untrusted=True).feed(frame)
+
+
+def test_the_shim_checks_each_agent_message():
+    from rt.plugins.hypervisor_kvm.vmshim import _check_reply
+    _check_reply("exit", {"status": 0, "stdout": 1, "stderr": 2})
+    _check_reply("started", {})
+    for op, m in [("exit", {"status": 300, "stdout": 0, "stderr": 0}), ("exit", {"status": "0"}),
+                  ("ps", {"pids": [0]}), ("ack", {"bytes": -1}), ("created", {}), ("surprise", {})]:
+        with pytest.raises(ValueError):
+            _check_reply(op, m)
