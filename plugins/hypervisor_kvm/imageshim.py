@@ -17,7 +17,8 @@ import subprocess
 import time
 
 from rt.plugins.hypervisor_kvm import wire
-from rt.plugins.hypervisor_kvm.vmshim import Failed, Qmp, _die_with_parent, console_tail, listen, run_shim
+from rt.plugins.hypervisor_kvm.vmshim import (ConsoleLog, Failed, Qmp, _die_with_parent, console_tail, listen,
+                                              run_shim)
 
 KILLED = 128 + signal.SIGKILL
 
@@ -29,7 +30,7 @@ class ImageShim:
             self.plan = json.load(f)
         self.sel = selectors.DefaultSelector()
         self.qemu = self.qmp = self.serial = None
-        self.console = open(os.path.join(state_dir, "console.log"), "ab")
+        self.console = ConsoleLog(state_dir)
         self.seen = b""              # console text kept for the readiness pattern
         self.waiting_start = None    # (conn, deadline) while `start` waits for readiness
         self.stop_deadline = None    # after the power button: when to quit instead
@@ -71,7 +72,6 @@ class ImageShim:
             self.sel.unregister(self.serial)
             return
         self.console.write(data)
-        self.console.flush()
         try:
             wire.write_all(1, data)
         except OSError:

@@ -8,6 +8,7 @@ Run as `python -I -m rt.plugins.hypervisor_kvm.vmshim STATE_DIR READY_FD GATE_FD
 import ctypes
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -36,6 +37,31 @@ def console_tail(state_dir: str, lines: int = 15) -> str:
     except OSError:
         return "(no console output)"
     return "\n".join(text.strip().splitlines()[-lines:]) or "(no console output)"
+
+
+class ConsoleLog:
+    """console.log in the state directory: the guest's serial console, cut back to its last
+    CAP/2 bytes whenever it passes CAP. The guest is not trusted, and the state directory is
+    usually on a tmpfs: a guest that floods its console must not fill the host's memory."""
+    CAP = 1 << 20
+
+    def __init__(self, state_dir: str):
+        self.path = os.path.join(state_dir, "console.log")
+        self.f = open(self.path, "ab")
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.f.flush()
+        if self.f.tell() > self.CAP:
+            with open(self.path, "rb") as r:
+                r.seek(-(self.CAP // 2), os.SEEK_END)
+                keep = r.read()
+            self.f.truncate(0)
+            self.f.write(keep)
+            self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
 
 
 def listen(state_dir: str) -> tuple[socket.socket, str]:
@@ -110,6 +136,8 @@ class Shim:
         self.qemu = None
         self.qmp = None
         self.agent = None
+        self.serial = None
+        self.console = ConsoleLog(state_dir)
         self.sel = selectors.DefaultSelector()
         self.dec = wire.Decoder(untrusted=True)  # frames from the guest
         self.sessions: dict[int, dict] = {}  # sid -> {"conn", "fds", ...}
@@ -132,7 +160,6 @@ class Shim:
                 "-object", f"memory-backend-memfd,id=mem,size={p['memory_mb']}M,share=on",
                 "-cpu", "host" if p["accel"] == "kvm" else "max", "-m", f"{p['memory_mb']}M", "-smp", str(p["cpus"]),
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-                "-serial", f"file:{os.path.join(self.dir, 'console.log')}",
                 "-kernel", p["kernel"], "-initrd", p["initrd"], "-append", p["append"],
                 "-global", "virtio-mmio.force-legacy=off", "-device", "virtio-serial-device",
                 "-device", "virtio-balloon-device"]  # `update` shrinks the guest through it
@@ -148,6 +175,9 @@ class Shim:
         args += ["-chardev", f"socket,id=agent,fd={afd}", "-device", "virtserialport,chardev=agent,name=rt.agent"]
         qmp, qfd = pair()
         args += ["-chardev", f"socket,id=qmp,fd={qfd}", "-mon", "chardev=qmp,mode=control"]
+        self.serial, sfd = pair()
+        self.serial.setblocking(False)
+        args += ["-chardev", f"socket,id=ser,fd={sfd}", "-serial", "chardev:ser"]
         for share in p["shares"]:
             # virtiofsd accepts on the fd it gets: give it a listener that already holds
             # QEMU's connection in its backlog (an autobound abstract address, never a path)
@@ -191,18 +221,34 @@ class Shim:
         except OSError:
             return ""
 
+    def _on_serial(self) -> None:
+        """Move what the guest wrote to its serial console into console.log."""
+        while self.serial is not None:
+            try:
+                data = self.serial.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._unwatch(self.serial)
+                self.serial.close()
+                self.serial = None
+                return
+            self.console.write(data)
+
     def _agent_reply(self, sid: int, deadline: float, what: str) -> dict:
         """Block for the agent's next message on `sid` during boot (nothing else runs yet)."""
         while True:
+            self._on_serial()
             left = deadline - time.monotonic()
             if left <= 0 or self.qemu.poll() is not None:
                 why = "timed out" if self.qemu.poll() is None else f"QEMU exited with {self.qemu.returncode}"
                 raise Failed(f"{what} ({why}); guest console:\n{console_tail(self.dir)}")
-            self.agent.settimeout(min(left, 0.5))
-            try:
-                data = self.agent.recv(65536)
-            except TimeoutError:
+            ready, _, _ = select.select([self.agent, *([self.serial] if self.serial else [])], [], [], min(left, 0.5))
+            if self.agent not in ready:
                 continue
+            data = self.agent.recv(65536)
             if not data:
                 raise Failed(f"{what} (the agent port closed); guest console:\n{console_tail(self.dir)}")
             try:
@@ -424,6 +470,8 @@ class Shim:
         self.agent.settimeout(None)
         self.sel.register(self.agent, selectors.EVENT_READ, ("agent",))
         self.sel.register(listener, selectors.EVENT_READ, ("listen",))
+        if self.serial is not None:
+            self.sel.register(self.serial, selectors.EVENT_READ, ("serial",))
         qemu_fd = os.pidfd_open(self.qemu.pid)
         self.sel.register(qemu_fd, selectors.EVENT_READ, ("qemu",))
         os.write(self.ready_fd, json.dumps({"ok": True, "qemu": self.qemu.pid}).encode())
@@ -453,6 +501,8 @@ class Shim:
                               file=sys.stderr)
                         self.exit_code = 128 + signal.SIGKILL
                         break
+                elif what[0] == "serial":
+                    self._on_serial()
                 elif what[0] == "listen":
                     conn, _ = listener.accept()
                     self.sel.register(conn, selectors.EVENT_READ, ("client", conn))
@@ -485,6 +535,8 @@ class Shim:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        self._on_serial()  # what QEMU wrote before it went
+        self.console.close()
 
 
 def run_shim(cls) -> None:

@@ -119,6 +119,24 @@ def test_stdin_flow_control(runtime, vm_bundle, tmp_path, clean, agent):
         runtime("delete", "--force", cid)
 
 
+def test_a_guest_flooding_its_console_does_not_fill_the_host(runtime, vm_bundle, clean):
+    """Root in the guest with CAP_MKNOD makes the serial console's node and writes 4 MB to
+    it: the host keeps at most about 1 MiB of console.log (its tail), in its tmpfs /run."""
+    def edit(c):
+        for k in ("bounding", "effective", "permitted"):
+            c["process"]["capabilities"][k].append("CAP_MKNOD")
+    flood = "mknod /dev/s c 4 64 && head -c 3000000 /dev/urandom | base64 > /dev/s"
+    runtime.create("vm-flood", vm_bundle(["sh", "-c", flood], edit=edit), check=True, timeout=180)
+    log = os.path.join(runtime.root, "vm-flood", "console.log")
+    runtime("start", "vm-flood", check=True)
+    deadline = time.monotonic() + 120
+    while runtime.state("vm-flood")["status"] != "stopped" and time.monotonic() < deadline:
+        assert os.path.getsize(log) <= (1 << 20) + 65536
+        time.sleep(0.2)
+    assert (1 << 19) <= os.path.getsize(log) <= (1 << 20) + 65536  # it did flood, and was cut back
+    runtime("delete", "vm-flood", check=True)
+
+
 def test_guest_mounts_and_options(runtime, vm_bundle, tmp_path, clean):
     """The agent's mounts in the guest: a read-only root, binds from the host over virtio-fs
     (ro and rw), a tmpfs whose options split into flags and data, and the hostname."""

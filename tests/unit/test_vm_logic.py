@@ -154,3 +154,16 @@ def test_the_shim_checks_each_agent_message():
                   ("ps", {"pids": [0]}), ("ack", {"bytes": -1}), ("created", {}), ("surprise", {})]:
         with pytest.raises(ValueError):
             _check_reply(op, m)
+
+
+def test_console_log_keeps_its_tail_under_the_cap(tmp_path, monkeypatch):
+    """A guest flooding its serial console must not fill the host's /run: console.log is
+    cut back to the last CAP/2 bytes whenever it passes CAP."""
+    from rt.plugins.hypervisor_kvm.vmshim import ConsoleLog
+    monkeypatch.setattr(ConsoleLog, "CAP", 4096)
+    log = ConsoleLog(str(tmp_path))
+    for i in range(2000):
+        log.write(b"line %05d\n" % i)
+    log.close()
+    kept = (tmp_path / "console.log").read_bytes()
+    assert len(kept) <= 4096 and kept.endswith(b"line 01999\n")
