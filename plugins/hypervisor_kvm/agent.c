@@ -702,7 +702,7 @@ struct cap_data { uint32_t effective, permitted, inheritable; };
 /* execvp's search in the container's PATH. */
 static const char *lookup(const char *name, const char *path, char *out, size_t size) {
     if (strchr(name, '/'))
-        return name;
+        return access(name, F_OK) == 0 ? name : NULL;
     char dirs[4096];
     snprintf(dirs, sizeof dirs, "%s", path);
     for (char *d = dirs, *next; d; d = next) {
@@ -820,8 +820,13 @@ static void child(const struct val *p, int fds[3], int tty, int gate) {
         FAIL("process.args");
     char found[4096];
     const char *exe = lookup(argv[0], path, found, sizeof found);
-    if (!exe)
-        FAIL(NULL);
+    if (!exe) { /* runc's words, which podman maps to 127 */
+        if (strchr(argv[0], '/'))
+            dprintf(2, "rt: exec: \"%s\": stat %s: no such file or directory\n", argv[0], argv[0]);
+        else
+            dprintf(2, "rt: exec: \"%s\": executable file not found in $PATH\n", argv[0]);
+        _exit(127);
+    }
     if (caps) {
         unsigned long long eff = cap_mask(caps, "effective"), perm = cap_mask(caps, "permitted");
         unsigned long long inh = cap_mask(caps, "inheritable");

@@ -163,12 +163,14 @@ def open_pty() -> tuple[int, int]:
 def lookup(name: str, path: str) -> str:
     """execvp's search, without os.execvpe (which imports `warnings`)."""
     if "/" in name:
+        if not os.path.exists(name):  # runc's words, which podman maps to 127
+            raise FileNotFoundError(2, f'exec: "{name}": stat {name}: no such file or directory')
         return name
     for d in path.split(":"):
         cand = os.path.join(d or ".", name)
         if os.access(cand, os.X_OK) and not os.path.isdir(cand):
             return cand
-    raise FileNotFoundError(2, "No such file or directory", name)
+    raise FileNotFoundError(2, f'exec: "{name}": executable file not found in $PATH')
 
 
 def need_confine(p: dict) -> None:
@@ -232,7 +234,10 @@ def spawn(sid: int, p: dict, gated: bool) -> Session:
             os.execve(exe, p["args"], env)
         except BaseException as e:  # noqa: B036 -- nothing may escape a forked child
             try:
-                os.write(2, f"rt: exec {p['args'][0]}: {getattr(e, 'strerror', None) or e}\n".encode())
+                why = str(getattr(e, "strerror", None) or e)
+                if not why.startswith("exec: "):
+                    why = f"exec {p['args'][0]}: {why}"
+                os.write(2, f"rt: {why}\n".encode())
             finally:
                 os._exit(127 if isinstance(e, FileNotFoundError) else 126)
     s.pid = pid

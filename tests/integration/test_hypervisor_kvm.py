@@ -89,10 +89,11 @@ def test_guest_agents(runtime, vm_bundle, tmp_path, clean, agent):
 
 
 @pytest.mark.parametrize("agent", ["c", "python"])
-def test_stdin_flow_control(runtime, vm_bundle, tmp_path, clean, agent):
+def test_stdin_flow_control_and_exec_errors(runtime, vm_bundle, tmp_path, clean, agent):
     """stdin travels within a window that the agent acks as the process reads: a process that
     never reads its stdin stalls only its own stream, not the agent (exec and kill still
-    work), and megabytes pass through intact, from a file and from a pipe."""
+    work), and megabytes pass through intact, from a file and from a pipe. Under both
+    agents, a missing executable exits 127 with runc's words (podman maps them)."""
     env = dict(os.environ, **({"RT_VM_AGENT": "python", "RT_VM_CACHE": str(tmp_path / "vm")} if agent == "python"
                               else {}))
     data = os.urandom(3 << 20)
@@ -113,6 +114,10 @@ def test_stdin_flow_control(runtime, vm_bundle, tmp_path, clean, agent):
         p = subprocess.run(f"cat {tmp_path / 'in'} | {runtime.path} --root {runtime.root} exec {cid} wc -c",
                            shell=True, capture_output=True, text=True, timeout=60)
         assert p.stdout.strip() == str(len(data)), p.stderr
+        p = runtime("exec", cid, "nosuchcmd")
+        assert p.returncode == 127 and 'exec: "nosuchcmd": executable file not found in $PATH' in p.stderr
+        p = runtime("exec", cid, "/no/such")
+        assert p.returncode == 127 and 'exec: "/no/such": stat /no/such: no such file or directory' in p.stderr
         runtime("kill", cid, "KILL", check=True)
         assert stalled.wait(timeout=30) != 0
     finally:
