@@ -1137,10 +1137,10 @@ static void handle(int kind, uint32_t sid, const unsigned char *payload, size_t 
 
 static int open_port(const char *name) {
     char dev[300] = "/dev/";
-    for (int tries = 0; tries < 500; tries++) {
+    for (int tries = 0; tries < 2500; tries++) { /* the port appears once the driver has asked QEMU */
         if (find_by_attr("/sys/class/virtio-ports", "name", name, dev + 5, sizeof dev - 5) == 0)
             return open(dev, O_RDWR | O_CLOEXEC);
-        usleep(10000);
+        usleep(2000);
     }
     errno = ENOENT;
     return -1;
