@@ -262,7 +262,6 @@ class Agent:
         self.readers: dict[int, tuple] = {}
         self.writers: dict[int, Session] = {}  # stdin fds with pending data
         self.dec = wire.Decoder()
-        self.spec = None
 
     def send(self, obj: dict, sid: int = 0) -> None:
         wire.write_all(self.port, wire.msg(obj, sid))
@@ -390,7 +389,6 @@ class Agent:
         s = self.sessions.get(payload.get("target", sid))
         try:
             if op == "create":
-                self.spec = payload
                 need_confine(payload["process"])
                 if payload.get("net"):
                     configure_net(payload["net"])
