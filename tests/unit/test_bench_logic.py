@@ -174,15 +174,33 @@ def test_charts_or_a_hint(tmp_path, monkeypatch):
     assert b"<svg" in (tmp_path / "memory.svg").read_bytes()[:500]
 
 
-def test_helpers_are_found_by_whole_word(tmp_path):
+def _started(argv):
+    """Popen, then wait for the new image's argv: exec closes the cloexec pipe that
+    Popen waits on before the kernel sets the arguments up, so /proc/PID/cmdline
+    can read empty for a moment after Popen returns."""
     import subprocess
-    p = subprocess.Popen(["sleep", "30", "rtbench-1-app-12"][:2])  # a process that names no instance
+    import time
+    p = subprocess.Popen(argv)
+    want = "\0".join(argv).encode()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+            if f.read().rstrip(b"\0") == want:
+                return p
+        time.sleep(0.005)
+    p.kill()
+    p.wait()
+    raise AssertionError(f"{argv} never showed its arguments in /proc")
+
+
+def test_helpers_are_found_by_whole_word(tmp_path):
+    p = _started(["sleep", "30"])  # a process that names no instance
     try:
         assert p.pid not in pids_naming("rtbench-1-app-1")
     finally:
         p.kill()
         p.wait()
-    q = subprocess.Popen(["sh", "-c", "sleep 30", "rtbench-1-app-12"])
+    q = _started(["sh", "-c", "sleep 30", "rtbench-1-app-12"])
     try:
         assert q.pid in pids_naming("rtbench-1-app-12")
         assert q.pid not in pids_naming("rtbench-1-app-1")
