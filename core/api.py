@@ -9,7 +9,7 @@ from .errors import NotFound, NotSupported, RtError
 __all__ = ["Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
-           "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper"]
+           "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -44,6 +44,7 @@ _LAZY = {
     "compile_seccomp": (".seccomp", "compile_filter"),
     "stub_path": ("rt.shim.launcher", "STUB_PATH"),
     "build_c_helper": (".chelper", "build"),
+    "sha256": (".chelper", "sha256"),
 }
 
 

@@ -6,6 +6,18 @@ import os
 CACHE = os.environ.get("RT_CACHE", "/var/cache/rt")
 
 
+def sha256(data: bytes = b""):
+    """hashlib.sha256 without hashlib, whose import loads OpenSSL (~3 ms on every create)."""
+    try:
+        from _sha256 import sha256 as impl  # CPython 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256 as impl  # 3.12+
+        except ImportError:
+            from hashlib import sha256 as impl
+    return impl(data)
+
+
 def compiler() -> str | None:
     import shutil
     return shutil.which("cc") or shutil.which("gcc")
@@ -14,9 +26,8 @@ def compiler() -> str | None:
 def build(source: str, name: str, flags: tuple[str, ...] = ()) -> tuple[str | None, str]:
     """(path of the built binary, "") or (None, why not). The cache name is NAME-<hash of the
     source and flags>; it is written atomically, so concurrent callers are safe."""
-    import _sha256  # not hashlib, which loads OpenSSL: callers run on every create
     with open(source, "rb") as f:
-        key = _sha256.sha256(f.read() + "\0".join(flags).encode()).hexdigest()[:16]
+        key = sha256(f.read() + "\0".join(flags).encode()).hexdigest()[:16]
     out = os.path.join(CACHE, f"{name}-{key}")
     if os.access(out, os.X_OK):
         return out, ""

@@ -4,23 +4,23 @@ veth pairs and taps, configured with pyroute2 (netlink), never by running `ip`.
 
 pyroute2 is imported on first use: it costs ~100 ms, and only these plugins need it.
 """
-import hashlib
 import ipaddress
 import json
 import os
 
+from .chelper import sha256
 from .errors import RtError
 
 
 def mac_for(cid: str) -> str:
     """A stable, locally administered unicast MAC derived from the container id."""
-    h = hashlib.sha256(cid.encode()).digest()
+    h = sha256(cid.encode()).digest()
     return "02:" + ":".join(f"{b:02x}" for b in h[:5])
 
 
 def link_name(prefix: str, cid: str) -> str:
     """An interface name (at most 15 bytes) unique to the container id."""
-    return f"{prefix}{hashlib.sha256(cid.encode()).hexdigest()[:15 - len(prefix)]}"
+    return f"{prefix}{sha256(cid.encode()).hexdigest()[:15 - len(prefix)]}"
 
 
 class Ipam:

@@ -1,7 +1,5 @@
 """The rt.net.* annotations, shared by every plugin that gives a container its own interface
 (lxc_system's veth, hypervisor_kvm's tap), decoded and checked into one Struct."""
-import ipaddress
-
 import msgspec
 
 from .errors import RtError
@@ -48,6 +46,7 @@ def decode(annotations: dict | None) -> Net | None:
         return None
     net = convert(Net, raw)
     try:
+        import ipaddress  # only with rt.net.*: 1 ms of every create otherwise
         subnet = ipaddress.ip_network(net.subnet, strict=True)
     except ValueError as e:
         raise RtError(f"{where('rt.net.subnet')}: {e}")
