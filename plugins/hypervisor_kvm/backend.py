@@ -2,8 +2,8 @@
 kernel. The container's pid is the VM shim (vmshim.py), which owns QEMU and virtiofsd and
 serves the verbs below over <state>/shim.sock."""
 import json
+import marshal
 import os
-import socket
 import sys
 
 from rt.core import api
@@ -16,6 +16,17 @@ QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vdi": "vdi", "vmdk": "vmdk", "v
 SEABIOS = ("/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/bios-256k.bin")
 VIRTIOFSD = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/bin/virtiofsd")
 FS_TYPES = {"proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "devtmpfs"}
+
+
+def shim_argv(module: str) -> list[str]:
+    """The interpreter line for a shim. Installed normally, it runs under -S with rt's own
+    directory on its path: site (and its .pth files) would cost ~2 ms before QEMU starts, and
+    the shim needs only the standard library and rt. An editable install needs site."""
+    parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    if os.path.isfile(os.path.join(parent, "rt", "plugins", "hypervisor_kvm", f"{module}.py")):
+        return [sys.executable, "-I", "-S", "-c",
+                f"import sys; sys.path.insert(0, {parent!r}); from rt.plugins.hypervisor_kvm.{module} import main; main()"]
+    return [sys.executable, "-I", "-m", f"rt.plugins.hypervisor_kvm.{module}"]
 
 
 def rootfs_mode(want: str, virtiofsd: str | None, warn) -> str:
@@ -67,6 +78,13 @@ def choose_accel(want: str) -> tuple[str, str]:
     return "tcg", f"software emulation, because {problem}"
 
 
+def _which(name: str) -> str | None:
+    """shutil.which, without importing shutil on every create."""
+    dirs = [""] if "/" in name else os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return next((p for p in (os.path.join(d, name) for d in dirs) if os.path.isfile(p) and os.access(p, os.X_OK)),
+                None)
+
+
 def find_virtiofsd() -> str | None:
     return next((p for p in VIRTIOFSD if os.access(p, os.X_OK)), None)
 
@@ -76,6 +94,7 @@ MIN_GUEST = 64 << 20  # below this, a balloon would starve the guest's agent and
 
 def _call(c, req: dict, timeout: float = 30.0, fds: list[int] = ()) -> dict:
     """One request to the container's shim and its reply."""
+    import socket
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.settimeout(timeout)
@@ -161,8 +180,7 @@ class VmBackend(api.Backend):
         virtiofsd = find_virtiofsd()
         packed = rootfs_mode(vm.rootfs, virtiofsd, req.warn) == "initrd"
         qemu = (spec.vm.hypervisor.path if spec.vm and spec.vm.hypervisor else None) or "qemu-system-x86_64"
-        import shutil
-        if shutil.which(qemu) is None:
+        if _which(qemu) is None:
             raise api.RtError(f"hypervisor_kvm: {qemu} is missing (apt-get install qemu-system-x86)")
         kernel_src = spec.vm.kernel.path if spec.vm else guest.default_kernel()
         kernel = guest.vmlinux(kernel_src, req.warn)
@@ -182,7 +200,7 @@ class VmBackend(api.Backend):
         if spec.vm and spec.vm.kernel.parameters:
             append += " " + " ".join(spec.vm.kernel.parameters)
         plan = {
-            "id": req.id, "qemu": qemu, "accel": accel, "kernel": kernel, "initrd": initrd, "append": append,
+            "id": req.id, "qemu": qemu, "accel": accel, "cpu": guest.guest_cpu(accel), "kernel": kernel, "initrd": initrd, "append": append,
             "memory_mb": int(memory), "cpus": cpus, "virtiofsd": virtiofsd, "boot_timeout": vm.boot_timeout,
             "shares": ([] if packed else [{"tag": "rt0", "path": req.rootfs, "cache": vm.rootfs_cache}]) + shares, "stdin": True,
             "create": {"process": _process(spec.process, None, _guest_seccomp(spec, req.warn), req.warn),
@@ -207,7 +225,7 @@ class VmBackend(api.Backend):
                 json.dump(plan, f)
             tty = self._terminal(req, plan) if terminal else None
             try:
-                pid = self._spawn_shim(req, cg, plan["boot_timeout"], module, stdio=tty)
+                pid = self._spawn_shim(req, cg, plan, module, stdio=tty)
             finally:
                 if tty is not None:
                     os.close(tty)
@@ -257,13 +275,13 @@ class VmBackend(api.Backend):
         if not any(os.path.exists(p) for p in SEABIOS):
             raise api.RtError("hypervisor_kvm: booting a disk image needs SeaBIOS (apt-get install seabios)")
         qemu = (spec.vm.hypervisor.path if spec.vm.hypervisor else None) or "qemu-system-x86_64"
-        import shutil
-        if shutil.which(qemu) is None:
+        if _which(qemu) is None:
             raise api.RtError(f"hypervisor_kvm: {qemu} is missing (apt-get install qemu-system-x86)")
         req.warn("hypervisor_kvm: booting vm.image with its own bootloader; vm.kernel and process.args are not used")
         memory, cpus = _size(spec, vm)
         req.save_extra(mode="image")
-        plan = {"id": req.id, "qemu": qemu, "accel": accel, "image": image.path,
+        from .guest import guest_cpu
+        plan = {"id": req.id, "qemu": qemu, "accel": accel, "cpu": guest_cpu(accel), "image": image.path,
                 "format": QEMU_FORMATS[image.format], "memory_mb": int(memory), "cpus": cpus,
                 "boot_timeout": vm.boot_timeout, "stop_timeout": vm.stop_timeout, "ready": vm.ready,
                 "stdin": True, "create": {}}
@@ -289,6 +307,7 @@ class VmBackend(api.Backend):
                 if "process" in plan["create"]:  # an image's serial console has no size to pass on
                     plan["create"]["process"]["rows"], plan["create"]["process"]["cols"] = size
             _raw(slave)
+            import socket
             with socket.socket(fileno=console) as cs:
                 socket.send_fds(cs, [b"/dev/ptmx"], [master])
         except BaseException:
@@ -302,15 +321,14 @@ class VmBackend(api.Backend):
         return slave
 
     @staticmethod
-    def _spawn_shim(req, cg, boot_timeout: float, module: str = "vmshim", stdio: int | None = None) -> int:
+    def _spawn_shim(req, cg, plan: dict, module: str = "vmshim", stdio: int | None = None) -> int:
         r, w = os.pipe()
         gate_r, gate_w = os.pipe()  # the shim starts QEMU and virtiofsd only once it is in the cgroup
         os.set_inheritable(w, True)
         os.set_inheritable(gate_r, True)
-        exe = sys.executable
+        argv = shim_argv(module)
         try:
-            pid = os.posix_spawn(exe, [exe, "-I", "-m", f"rt.plugins.hypervisor_kvm.{module}", req.state_dir, str(w),
-                                       str(gate_r)], dict(os.environ), setsid=True,
+            pid = os.posix_spawn(argv[0], [*argv, req.state_dir, str(w), str(gate_r)], dict(os.environ), setsid=True,
                                  file_actions=[(os.POSIX_SPAWN_DUP2, stdio, i) for i in range(3)] if stdio else [])
         finally:
             os.close(w)
@@ -318,13 +336,17 @@ class VmBackend(api.Backend):
         try:
             try:
                 cg.join(pid)
-                os.write(gate_w, b"1")
+                with open(gate_w, "wb", closefd=False) as gate:
+                    gate.write(marshal.dumps(plan))  # the shim is waiting for it: it cannot fill the pipe
+            except BrokenPipeError:
+                pass  # the shim died: its missing report says so below
             finally:
-                os.close(gate_w)  # on a failed join, EOF: the shim exits without booting
+                os.close(gate_w)  # on a failed join, EOF alone: the shim exits without booting
             import select
+            import socket  # noqa: F401  (start's _call needs it: imported while the guest boots)
             data = b""
             while True:
-                ready, _, _ = select.select([r], [], [], boot_timeout + 60)
+                ready, _, _ = select.select([r], [], [], plan["boot_timeout"] + 60)
                 if not ready:
                     raise api.RtError("hypervisor_kvm: the VM shim did not report")
                 chunk = os.read(r, 65536)
@@ -334,8 +356,10 @@ class VmBackend(api.Backend):
         finally:
             os.close(r)
         try:
-            reply = json.loads(data) if data else {"ok": False, "error": "the VM shim exited during create"}
-        except ValueError:
+            reply = marshal.loads(data) if data else {"ok": False, "error": "the VM shim exited during create"}
+            if not isinstance(reply, dict):
+                raise ValueError
+        except (ValueError, EOFError, TypeError):
             reply = {"ok": False, "error": f"bad report from the VM shim: {data[:200]!r}"}
         if not reply.get("ok"):
             try:

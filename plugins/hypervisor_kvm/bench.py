@@ -46,7 +46,7 @@ class BareQemu(api.bench.BenchTarget):
         if self.accel == "tcg":
             append += "".join(f" {a}" for a in guest.tcg_kernel_args())
         return [self.qemu, "-name", iid, "-machine", f"microvm,accel={self.accel},acpi=on",
-                "-cpu", "host" if self.accel == "kvm" else "max", "-m", f"{DEFAULT_MEMORY_MB}M", "-smp", "1",
+                "-cpu", guest.guest_cpu(self.accel), "-m", f"{DEFAULT_MEMORY_MB}M", "-smp", "1",
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-kernel", self.kernel, "-initrd", self.initrd, "-append", f"{append} {init}"]
 

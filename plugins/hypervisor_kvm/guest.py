@@ -6,11 +6,8 @@ Both are built once and cached under CACHE, keyed by the kernel's version and co
 what goes in, so a later boot pays nothing for them.
 """
 import glob
-import hashlib
 import os
-import shutil
 import stat
-import subprocess
 import sys
 
 from rt.core import api
@@ -67,7 +64,7 @@ def vmlinux(path: str, warn=lambda m: None) -> str:
     if not os.path.isfile(path):
         raise RtError(f"hypervisor_kvm: guest kernel {path}: no such file")
     st = os.stat(path)  # keyed on identity, not content: hashing 14 MB cost 22 ms per create
-    key = hashlib.sha256(f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = api.sha256(f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
     out = os.path.join(CACHE, f"vmlinux-{key}")
     if os.path.exists(out):
         return out
@@ -76,6 +73,7 @@ def vmlinux(path: str, warn=lambda m: None) -> str:
     if data[:4] == b"\x7fELF":
         return path
     os.makedirs(CACHE, exist_ok=True)
+    import subprocess
     for magic, cmd in MAGICS:
         at = data.find(magic)
         while at >= 0:
@@ -89,6 +87,13 @@ def vmlinux(path: str, warn=lambda m: None) -> str:
             at = data.find(magic, at + 1)
     warn(f"hypervisor_kvm: could not unpack {path} to a vmlinux (is lz4/zstd installed?); booting it compressed")
     return path
+
+
+def guest_cpu(accel: str) -> str:
+    """QEMU's -cpu: the host's under KVM. Under TCG, `max` without ERMS/FSRM: with them the
+    guest kernel copies and clears pages with `rep movsb`, which QEMU 7's TCG runs one byte
+    per loop (the boot is ~5% slower, and module loads and virtio-fs reads more)."""
+    return "host" if accel == "kvm" else "max,erms=off,fsrm=off"
 
 
 def tcg_kernel_args() -> list[str]:
@@ -182,6 +187,7 @@ def pack_rootfs(base: str, rootfs: str, out: str, memory_mb: int) -> str:
         raise RtError(f"hypervisor_kvm: not enough memory for the rootfs in initrd mode: it is {total >> 20} MiB, "
                       f"so the VM needs about {need} MiB and has {memory_mb} MiB; raise rt.vm.memory, or use "
                       "virtio-fs (install virtiofsd)")
+    import shutil
     with open(base, "rb") as f, open(out, "wb") as o:
         shutil.copyfileobj(f, o)
         n = 1 << 20  # inode numbers apart from the first archive's
@@ -209,6 +215,7 @@ def _agent_sources() -> list[str]:
 
 
 def _libraries(binary: str) -> list[str]:
+    import subprocess
     out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
     libs = []
     for line in out.splitlines():
@@ -225,6 +232,7 @@ def _python_files(exe: str) -> list[str]:
             " if getattr(m, '__spec__', None) and m.__spec__.origin and m.__spec__.origin.startswith('/')"
             " and not m.__spec__.origin.startswith(sys.argv[1])));"
             "print((getattr(sys, '_stdlib_dir', None) or '') + '/os.py')")  # how Python finds its prefix
+    import subprocess
     out = subprocess.run([exe, "-I", "-S", "-c", code, HERE, os.path.dirname(api.stub_path)], capture_output=True,
                          text=True, check=True).stdout
     return [p for p in out.split() if os.path.isfile(p)]
@@ -338,6 +346,7 @@ PYC = ("import py_compile, sys, os\n"
 def _add_python(c: Cpio, exe: str) -> None:
     """The guest's Python for agent.py: the interpreter, its libraries, the stdlib files the
     agent imports and rt's agent files, byte-compiled."""
+    import subprocess
     import tempfile
     c.copy(exe)
     for lib in _libraries(exe):
@@ -372,14 +381,14 @@ def initramfs(version: str | None, warn=lambda m: None) -> str:
     init, python = agent_init(warn)
     exe = guest_python() if python else None
     mods = _modules(version) if version else []
-    h = hashlib.sha256()
+    h = api.sha256()
     for path in [exe, BUSYBOX] if exe else [BUSYBOX]:  # system files: their identity
         st = os.stat(path)
         h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     h.update((init or "INIT").encode())  # agent.c's build (its name holds the source's hash), or the script
     for path in [*(_agent_sources() if python else []), __file__]:
         with open(path, "rb") as f:  # rt's own: their content, so every install of one rt shares it
-            h.update(hashlib.sha256(f.read()).digest())
+            h.update(api.sha256(f.read()).digest())
     h.update(f"{version}:{mods}".encode())
     out = os.path.join(CACHE, f"initramfs-{version}-{h.hexdigest()[:16]}.cpio")
     if os.path.exists(out):

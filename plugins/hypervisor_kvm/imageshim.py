@@ -4,30 +4,27 @@ container's stdio, `start` continues the paused CPUs, SIGKILL quits QEMU and any
 signal presses the ACPI power button (escalating to quit after rt.vm.stop_timeout).
 It exits 0 after a clean guest power-off, else 137.
 
-Run as `python -I -m rt.plugins.hypervisor_kvm.imageshim STATE_DIR READY_FD GATE_FD`; the plan
-is <state>/vm.json. It serves the same requests on <state>/shim.sock as vmshim.
+Run as `python -I -m rt.plugins.hypervisor_kvm.imageshim STATE_DIR READY_FD GATE_FD`, like
+vmshim (the plan comes through the gate). It serves the same requests on <state>/shim.sock.
 """
 import json
+import marshal
 import os
 import re
 import selectors
 import signal
 import socket
-import subprocess
 import time
 
 from rt.plugins.hypervisor_kvm import wire
-from rt.plugins.hypervisor_kvm.vmshim import (ConsoleLog, Failed, Qmp, _die_with_parent, console_tail, listen,
-                                              run_shim)
+from rt.plugins.hypervisor_kvm.vmshim import Child, ConsoleLog, Failed, Qmp, console_tail, listen, run_shim
 
 KILLED = 128 + signal.SIGKILL
 
 
 class ImageShim:
-    def __init__(self, state_dir: str, ready_fd: int):
-        self.dir, self.ready_fd = state_dir, ready_fd
-        with open(os.path.join(state_dir, "vm.json")) as f:
-            self.plan = json.load(f)
+    def __init__(self, state_dir: str, ready_fd: int, plan: dict):
+        self.dir, self.ready_fd, self.plan = state_dir, ready_fd, plan
         self.sel = selectors.DefaultSelector()
         self.qemu = self.qmp = self.serial = None
         self.console = ConsoleLog(state_dir)
@@ -42,7 +39,7 @@ class ImageShim:
         ours, theirs = socket.socketpair()
         q_ours, q_theirs = socket.socketpair()
         args = [p["qemu"], "-name", f"rt-{p['id']}", "-machine", f"q35,accel={p['accel']}",
-                "-cpu", "host" if p["accel"] == "kvm" else "max", "-m", f"{p['memory_mb']}M",
+                "-cpu", p["cpu"], "-m", f"{p['memory_mb']}M",
                 "-smp", str(p["cpus"]), "-nodefaults", "-no-user-config", "-display", "none", "-S",
                 "-drive", f"file={p['image']},format={p['format']},if=virtio",
                 "-chardev", f"socket,id=ser,fd={theirs.fileno()}", "-serial", "chardev:ser",
@@ -50,10 +47,7 @@ class ImageShim:
         if p.get("tap"):
             args += ["-netdev", f"tap,id=net0,ifname={p['tap']},script=no,downscript=no",
                      "-device", f"virtio-net-pci,netdev=net0,mac={p['mac']}"]
-        with open(os.path.join(self.dir, "qemu.log"), "ab") as log:
-            self.qemu = subprocess.Popen(args, pass_fds=[theirs.fileno(), q_theirs.fileno()],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         preexec_fn=_die_with_parent)
+        self.qemu = Child(args, [theirs.fileno(), q_theirs.fileno()], os.path.join(self.dir, "qemu.log"))
         theirs.close()
         q_theirs.close()
         self.serial, self.qmp = ours, Qmp(q_ours)
@@ -181,7 +175,7 @@ class ImageShim:
                 self.sel.register(0, selectors.EVENT_READ, "stdin")
             except (PermissionError, OSError):
                 pass  # /dev/null or a file: nothing to type into the console
-        os.write(self.ready_fd, json.dumps({"ok": True, "qemu": self.qemu.pid}).encode())
+        os.write(self.ready_fd, marshal.dumps({"ok": True, "qemu": self.qemu.pid}))
         os.close(self.ready_fd)
         while self.exit_code is None:
             deadlines = [d for d in (self.stop_deadline, self.waiting_start and self.waiting_start[1]) if d]
@@ -237,7 +231,7 @@ class ImageShim:
                 pass
             try:
                 self.qemu.wait(timeout=2)
-            except subprocess.TimeoutExpired:
+            except TimeoutError:
                 self.qemu.kill()
                 self.qemu.wait()
         self.console.close()
@@ -251,5 +245,9 @@ def _tail(path: str) -> str:
         return ""
 
 
-if __name__ == "__main__":
+def main() -> None:
     run_shim(ImageShim)
+
+
+if __name__ == "__main__":
+    main()

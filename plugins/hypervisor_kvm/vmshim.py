@@ -2,17 +2,18 @@
 workload's stdio, and serves rt's verbs on <state>/shim.sock. Its pid is the container's
 pid: it exits with the workload's exit code, after the VM is gone.
 
-Run as `python -I -m rt.plugins.hypervisor_kvm.vmshim STATE_DIR READY_FD GATE_FD`; the plan is
-<state>/vm.json. QEMU and virtiofsd get socketpair fds, so there are no paths to race on.
+Run as `python -I -m rt.plugins.hypervisor_kvm.vmshim STATE_DIR READY_FD GATE_FD` (backend.py
+runs it under -S, see SHIM_CMD there); the plan comes through the gate. QEMU and virtiofsd get
+socketpair fds, so there are no paths to race on. It imports neither json (QMP loads it once
+QEMU runs) nor subprocess: they would delay QEMU's start by ~8 ms.
 """
 import ctypes
-import json
+import marshal
 import os
 import select
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -26,6 +27,73 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Child:
+    """QEMU or virtiofsd: forked and exec'd with stdin on /dev/null, stdout and stderr
+    appended to `log`, only `fds` (and 0-2) kept open, and SIGKILL when the shim dies."""
+
+    def __init__(self, argv: list[str], fds: list[int], log: str):
+        self.args, self.returncode = argv, None
+        out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)  # closes on exec; carries errno when exec fails
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                code = 127
+                try:
+                    _die_with_parent()
+                    for src, dst in ((null, 0), (out, 1), (out, 2)):
+                        os.dup2(src, dst)
+                    keep = sorted({0, 1, 2, err_w, *fds})
+                    for lo, hi in zip(keep, keep[1:] + [1 << 20]):
+                        if hi > lo + 1:
+                            os.closerange(lo + 1, hi)
+                    for fd in fds:
+                        os.set_inheritable(fd, True)
+                    os.execvp(argv[0], argv)
+                except OSError as e:
+                    os.write(err_w, str(e.errno).encode())
+                finally:
+                    os._exit(code)
+            os.close(err_w)
+            err_w = -1
+            failed = os.read(err_r, 64)
+        finally:
+            for fd in (out, null, err_r, err_w):
+                if fd >= 0:
+                    os.close(fd)
+        if failed:
+            os.waitpid(self.pid, 0)
+            self.returncode = 127
+            e = int(failed)
+            raise OSError(e, f"{argv[0]}: {os.strerror(e)}")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 0
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code; TimeoutError if it is still running after `timeout` seconds."""
+        if self.poll() is None:
+            if timeout is not None:
+                with os.fdopen(os.pidfd_open(self.pid), "rb", buffering=0) as pidfd:
+                    if not select.select([pidfd], [], [], timeout)[0]:
+                        raise TimeoutError(f"{self.args[0]} is still running")
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
 
 
 def console_tail(state_dir: str, lines: int = 15) -> str:
@@ -108,9 +176,11 @@ class Qmp:
                 raise Failed("QEMU closed its QMP socket")
             self.buf += data
         line, self.buf = self.buf.split(b"\n", 1)
+        import json
         return json.loads(line)
 
     def call(self, command: str, timeout: float = 10.0, **args) -> dict:
+        import json
         req = {"execute": command}
         if args:
             req["arguments"] = args
@@ -128,11 +198,9 @@ class Qmp:
 
 
 class Shim:
-    def __init__(self, state_dir: str, ready_fd: int):
-        self.dir, self.ready_fd = state_dir, ready_fd
-        with open(os.path.join(state_dir, "vm.json")) as f:
-            self.plan = json.load(f)
-        self.children: list[subprocess.Popen] = []
+    def __init__(self, state_dir: str, ready_fd: int, plan: dict):
+        self.dir, self.ready_fd, self.plan = state_dir, ready_fd, plan
+        self.children: list[Child] = []
         self.qemu = None
         self.qmp = None
         self.agent = None
@@ -144,13 +212,12 @@ class Shim:
         self.calls: dict[int, socket.socket] = {}  # sid of a pending control call -> its client
         self.next_sid = 1
         self.exit_code = None
+        self.workload_exited = False
         self.kill_deadline = None
 
     # --- boot ---------------------------------------------------------------------
-    def _spawn(self, cmd: list[str], fds: list[int], log: str) -> subprocess.Popen:
-        with open(os.path.join(self.dir, log), "ab") as out:
-            p = subprocess.Popen(cmd, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                 preexec_fn=_die_with_parent)
+    def _spawn(self, cmd: list[str], fds: list[int], log: str) -> Child:
+        p = Child(cmd, fds, os.path.join(self.dir, log))
         self.children.append(p)
         return p
 
@@ -158,7 +225,7 @@ class Shim:
         p = self.plan
         args = [p["qemu"], "-name", f"rt-{p['id']}", "-machine", f"microvm,accel={p['accel']},acpi=on,memory-backend=mem",
                 "-object", f"memory-backend-memfd,id=mem,size={p['memory_mb']}M,share=on",
-                "-cpu", "host" if p["accel"] == "kvm" else "max", "-m", f"{p['memory_mb']}M", "-smp", str(p["cpus"]),
+                "-cpu", p["cpu"], "-m", f"{p['memory_mb']}M", "-smp", str(p["cpus"]),
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
                 "-kernel", p["kernel"], "-initrd", p["initrd"], "-append", p["append"],
                 "-global", "virtio-mmio.force-legacy=off", "-device", "virtio-serial-device,max_ports=2",
@@ -180,17 +247,16 @@ class Shim:
         self.serial, sfd = pair()
         self.serial.setblocking(False)
         args += ["-chardev", f"socket,id=ser,fd={sfd}", "-serial", "chardev:ser"]
+        listeners = []
         for share in p["shares"]:
             # virtiofsd accepts on the fd it gets: give it a listener that already holds
             # QEMU's connection in its backlog (an autobound abstract address, never a path)
             theirs = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             theirs.bind("")
             theirs.listen(1)
+            listeners.append((share, theirs))
             ours = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             ours.connect(theirs.getsockname())
-            self._spawn([p["virtiofsd"], f"--fd={theirs.fileno()}", "-o", f"source={share['path']}",
-                         "-o", f"cache={share.get('cache', 'auto')}", "-o", "xattr"], [theirs.fileno()], "virtiofsd.log")
-            theirs.close()
             keep.append(ours)
             fds.append(ours.fileno())
             args += ["-chardev", f"socket,id={share['tag']},fd={ours.fileno()}",
@@ -198,9 +264,13 @@ class Shim:
         if p.get("tap"):
             args += ["-netdev", f"tap,id=net0,ifname={p['tap']},script=no,downscript=no",
                      "-device", f"virtio-net-device,netdev=net0,mac={p['mac']}"]
-        self.qemu = self._spawn(args, fds, "qemu.log")
+        self.qemu = self._spawn(args, fds, "qemu.log")  # first: virtiofsd starts while QEMU sets up
         for s in keep:
             s.close()
+        for share, theirs in listeners:
+            self._spawn([p["virtiofsd"], f"--fd={theirs.fileno()}", "-o", f"source={share['path']}",
+                         "-o", f"cache={share.get('cache', 'auto')}", "-o", "xattr"], [theirs.fileno()], "virtiofsd.log")
+            theirs.close()
         self.qmp = Qmp(qmp)
         deadline = time.monotonic() + p["boot_timeout"]
         try:
@@ -294,6 +364,7 @@ class Shim:
                               file=sys.stderr)
             if sid == 0:
                 self.exit_code = payload["status"]
+                self.workload_exited = True
             else:
                 self._end_session(sid, payload["status"])
             return
@@ -476,7 +547,7 @@ class Shim:
             self.sel.register(self.serial, selectors.EVENT_READ, ("serial",))
         qemu_fd = os.pidfd_open(self.qemu.pid)
         self.sel.register(qemu_fd, selectors.EVENT_READ, ("qemu",))
-        os.write(self.ready_fd, json.dumps({"ok": True, "qemu": self.qemu.pid}).encode())
+        os.write(self.ready_fd, marshal.dumps({"ok": True, "qemu": self.qemu.pid}))
         os.close(self.ready_fd)
         size = None
         while self.exit_code is None:
@@ -521,46 +592,46 @@ class Shim:
         return self.exit_code
 
     def shutdown(self) -> None:
-        t0 = time.monotonic()
-        if self.qemu and self.qemu.poll() is None and self.qmp:
+        """After the workload's exit, SIGKILL QEMU and virtiofsd: the guest has nothing to
+        flush (its root and binds are virtio-fs, written through on the host), and QMP quit
+        cost ~4 ms of QEMU's own clean-up. On every other path: QMP quit, then SIGKILL."""
+        if not self.workload_exited and self.qemu and self.qemu.poll() is None and self.qmp:
+            t0 = time.monotonic()
             try:
                 self.qmp.call("quit", timeout=1.0)
-            except (OSError, Failed, ValueError):
+                self.qemu.wait(timeout=max(0.05, 1.0 - (time.monotonic() - t0)))
+            except (OSError, Failed, ValueError, TimeoutError):
                 pass
         for p in self.children:
-            try:
-                p.wait(timeout=max(0.05, 1.0 - (time.monotonic() - t0)))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            p.kill()
         for p in self.children:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            p.wait()
         self._on_serial()  # what QEMU wrote before it went
         self.console.close()
 
 
 def run_shim(cls) -> None:
-    """Once `create` has put us in the container's cgroup (a byte on GATE_FD; so QEMU and
-    virtiofsd start inside it), boot with `cls(state_dir, ready_fd)`, report to the waiting
-    `create`, serve until the workload ends, and exit with its code; the VM is torn down on
-    every path."""
+    """Once `create` has put us in the container's cgroup (so QEMU and virtiofsd start
+    inside it), it sends the plan through GATE_FD (marshal; EOF alone: exit). Boot with
+    `cls(state_dir, ready_fd, plan)`, report to the waiting `create`, serve until the
+    workload ends, and exit with its code; the VM is torn down on every path."""
     state_dir, ready_fd, gate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    go = os.read(gate, 1)
+    data = b""
+    while chunk := os.read(gate, 1 << 16):
+        data += chunk
     os.close(gate)
-    if go != b"1":
+    if not data:
         os._exit(1)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
-    shim = cls(state_dir, ready_fd)
+    shim = cls(state_dir, ready_fd, marshal.loads(data))
     code = 255
     try:
         try:
             shim.boot()
         except (Failed, OSError) as e:
             try:
-                os.write(ready_fd, json.dumps({"ok": False, "error": str(e)}).encode())
+                os.write(ready_fd, marshal.dumps({"ok": False, "error": str(e)}))
             except OSError:
                 pass
             code = 1
@@ -571,5 +642,9 @@ def run_shim(cls) -> None:
     os._exit(code)
 
 
-if __name__ == "__main__":
+def main() -> None:
     run_shim(Shim)
+
+
+if __name__ == "__main__":
+    main()
