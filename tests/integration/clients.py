@@ -63,7 +63,9 @@ rt = ["{rt}"]
         self(["import", rootfs_tar(rootfs, os.path.join(base, "busybox.tar")), "localhost/busybox:rt"], check=True)
 
     def __call__(self, args, check=False, timeout=120, **kw):
-        # the runtime by its configured name, so runtime_supports_json applies (--log-format json)
+        # the runtime by its configured name, so runtime_supports_json applies (--log-format json);
+        # in base: conmon writes a file named `oom` into its working directory on an OOM kill
+        kw.setdefault("cwd", self.base)
         p = subprocess.run([self.bin, "--runtime", "rt", *args], env=self.env, capture_output=True, text=True,
                            timeout=timeout, stdin=subprocess.DEVNULL, **kw)
         if check and p.returncode != 0:
