@@ -200,7 +200,8 @@ class VmBackend(api.Backend):
         if spec.vm and spec.vm.kernel.parameters:
             append += " " + " ".join(spec.vm.kernel.parameters)
         plan = {
-            "id": req.id, "qemu": qemu, "accel": accel, "cpu": guest.guest_cpu(accel), "kernel": kernel, "initrd": initrd, "append": append,
+            "id": req.id, "qemu": qemu, "accel": accel, "cpu": guest.guest_cpu(accel), "kernel": kernel,
+            "initrd": initrd, "append": append,
             "memory_mb": int(memory), "cpus": cpus, "virtiofsd": virtiofsd, "boot_timeout": vm.boot_timeout,
             "shares": ([] if packed else [{"tag": "rt0", "path": req.rootfs, "cache": vm.rootfs_cache}]) + shares, "stdin": True,
             "create": {"process": _process(spec.process, None, _guest_seccomp(spec, req.warn), req.warn),

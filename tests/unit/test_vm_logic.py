@@ -167,3 +167,41 @@ def test_console_log_keeps_its_tail_under_the_cap(tmp_path, monkeypatch):
     log.close()
     kept = (tmp_path / "console.log").read_bytes()
     assert len(kept) <= 4096 and kept.endswith(b"line 01999\n")
+
+
+def test_the_shims_child_keeps_only_the_fds_it_is_given(tmp_path):
+    """vmshim.Child (how the shim starts QEMU and virtiofsd): stdin on /dev/null, stdout and
+    stderr appended to the log, the passed fds open under their numbers, every other fd
+    closed, even an inheritable one."""
+    from rt.plugins.hypervisor_kvm.vmshim import Child
+    keep_r, keep_w = os.pipe()
+    stray_r, stray_w = os.pipe()
+    os.set_inheritable(stray_w, True)  # as the shim's ready fd is
+    log = tmp_path / "child.log"
+    log.write_bytes(b"before\n")
+    try:
+        script = f"ls /proc/self/fd; read x; echo stdin=$x; echo out >/proc/self/fd/{keep_w}; echo err >&2; exit 3"
+        c = Child(["sh", "-c", script], [keep_w], str(log))
+        os.close(keep_w)
+        assert c.wait(timeout=10) == 3 and c.returncode == 3 and c.poll() == 3
+        assert os.read(keep_r, 100) == b"out\n"
+        text = log.read_text().split("\n")
+        fds = {int(x) for x in text[1:] if x.isdigit()}
+        assert text[0] == "before" and "stdin=" in text and "err" in text
+        assert keep_w in fds and stray_w not in fds and stray_r not in fds and fds <= {0, 1, 2, 3, keep_w}
+    finally:
+        for fd in (keep_r, stray_r, stray_w):
+            os.close(fd)
+
+
+def test_the_shims_child_reports_exec_failure_and_waits_with_a_timeout(tmp_path):
+    from rt.plugins.hypervisor_kvm.vmshim import Child
+    with pytest.raises(OSError, match="no-such-helper"):
+        Child(["no-such-helper"], [], str(tmp_path / "log"))
+    c = Child(["sleep", "30"], [], str(tmp_path / "log"))
+    with pytest.raises(TimeoutError):
+        c.wait(timeout=0.05)
+    assert c.poll() is None
+    c.kill()
+    assert c.wait() == -9
+    c.kill()  # reaped: nothing to signal, no error
