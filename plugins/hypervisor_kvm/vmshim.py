@@ -3,7 +3,7 @@ workload's stdio, and serves rt's verbs on <state>/shim.sock. Its pid is the con
 pid: it exits with the workload's exit code, after the VM is gone.
 
 Run as `python -I -m rt.plugins.hypervisor_kvm.vmshim STATE_DIR READY_FD GATE_FD` (backend.py
-runs it under -S, see SHIM_CMD there); the plan comes through the gate. QEMU and virtiofsd get
+runs it under -S: shim_argv there); the plan comes through the gate. QEMU and virtiofsd get
 socketpair fds, so there are no paths to race on. It imports neither json (QMP loads it once
 QEMU runs) nor subprocess: they would delay QEMU's start by ~8 ms.
 """
