@@ -9,7 +9,8 @@ from .errors import NotFound, NotSupported, RtError
 __all__ = ["Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
-           "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256"]
+           "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",
+           "sealed_exec_helper"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -20,7 +21,8 @@ _LAZY = {
     "build_exec_plan": (".plan", "build_exec_plan"),
     "device_rules": (".plan", "device_rules"),
     "capability_plan": (".plan", "capability_plan"),
-    "launch_shim": ("rt.shim.launcher", "launch"),
+    "launch_shim": (".exechelper", "launch"),
+    "sealed_exec_helper": (".exechelper", "sealed_fd"),
     "ShimFailed": ("rt.shim.protocol", "ShimFailed"),
     "release_barrier": (".barrier", "release"),
     "connect_console": (".console", "connect"),

@@ -18,20 +18,22 @@ def sha256(data: bytes = b""):
     return impl(data)
 
 
-def compiler() -> str | None:
+def compiler(names: tuple[str, ...] = ("cc", "gcc")) -> str | None:
     import shutil
-    return shutil.which("cc") or shutil.which("gcc")
+    return next(filter(None, map(shutil.which, names)), None)
 
 
-def build(source: str, name: str, flags: tuple[str, ...] = ()) -> tuple[str | None, str]:
+def build(source: str, name: str, flags: tuple[str, ...] = (),
+          compilers: tuple[str, ...] = ("cc", "gcc")) -> tuple[str | None, str]:
     """(path of the built binary, "") or (None, why not). The cache name is NAME-<hash of the
-    source and flags>; it is written atomically, so concurrent callers are safe."""
+    source and flags>; it is written atomically, so concurrent callers are safe. The first
+    of `compilers` found builds it."""
     with open(source, "rb") as f:
         key = sha256(f.read() + "\0".join(flags).encode()).hexdigest()[:16]
     out = os.path.join(CACHE, f"{name}-{key}")
     if os.access(out, os.X_OK):
         return out, ""
-    cc = compiler()
+    cc = compiler(compilers)
     if cc is None:
         return None, "no C compiler (cc); apt install gcc libc6-dev"
     import subprocess

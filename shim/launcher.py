@@ -23,6 +23,27 @@ def write_id_maps(pid: int, userns: dict) -> None:
             os.close(fd)
 
 
+def read_only_interpreter() -> int | None:
+    """The interpreter on a detached, read-only mount (open_tree + mount_setattr), as an fd.
+
+    The stub is this interpreter, and it runs inside the container's namespaces: a process
+    there that holds /proc/<stub>/exe (CVE-2019-5736) reaches the file through this mount,
+    which refuses writes (EROFS), and nothing is attached to the mount table to clean up.
+    None where the kernel or our privileges refuse it (rootless: the file is not ours anyway).
+    """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(428, -100, os.fsencode(os.path.realpath(sys.executable)),  # open_tree(AT_FDCWD, ...)
+                      ctypes.c_uint(1 | os.O_CLOEXEC))  # OPEN_TREE_CLONE
+    if fd < 0:
+        return None
+    attr = (ctypes.c_uint64 * 4)(1 | 2 | 4, 0, 0, 0)  # MOUNT_ATTR_RDONLY | NOSUID | NODEV
+    if libc.syscall(442, fd, b"", ctypes.c_uint(0x1000), ctypes.byref(attr), ctypes.sizeof(attr)) < 0:  # AT_EMPTY_PATH
+        os.close(fd)
+        return None
+    return fd
+
+
 class Launched:
     def __init__(self, shim_pid: int, pid: int):
         self.shim_pid, self.pid = shim_pid, pid
@@ -47,10 +68,12 @@ def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on
     for fd in pass_fds:
         os.set_inheritable(fd, True)
     exe = sys.executable
+    sealed = read_only_interpreter()
     try:
-        shim_pid = os.posix_spawn(exe, [exe, "-I", "-S", "-B", "-c", STUB_CMD, str(r_plan), str(w_msg)], dict(os.environ))
+        shim_pid = os.posix_spawn(exe if sealed is None else f"/proc/self/fd/{sealed}",
+                                  [exe, "-I", "-S", "-B", "-c", STUB_CMD, str(r_plan), str(w_msg)], dict(os.environ))
     finally:
-        for fd in (r_plan, w_msg, *pass_fds):
+        for fd in (r_plan, w_msg, *pass_fds) + (() if sealed is None else (sealed,)):
             os.close(fd)
     chan = Channel(r_msg, w_plan)
     reaped = False

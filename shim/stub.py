@@ -289,6 +289,13 @@ def mount_cgroup_binds(m, rootfd, dst, tfd):
                     mount(src, fdpath(sub), None, MS["bind"])
                 finally:
                     os.close(sub)
+                if m["flags"] & MS["ro"]:  # each controller: the limits are the host's
+                    sub = os.open(name, os.O_PATH | os.O_CLOEXEC, dir_fd=top)
+                    try:
+                        mount(None, fdpath(sub), None, MS["bind"] | MS["remount"] | MS["ro"] | MS["nosuid"]
+                              | MS["nodev"] | MS["noexec"])
+                    finally:
+                        os.close(sub)
         finally:
             os.close(top)
     if m["flags"] & MS["ro"]:
@@ -313,7 +320,11 @@ def make_device(rootfd, d):
             pass
         ftype = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}[kind]
         try:
-            os.mknod(name, ftype | (mode & 0o7777), os.makedev(major, minor), dir_fd=dfd)
+            umask = os.umask(0)  # the mode asked for, not the umask's
+            try:
+                os.mknod(name, ftype | (mode & 0o7777), os.makedev(major, minor), dir_fd=dfd)
+            finally:
+                os.umask(umask)
             os.chown(name, uid, gid, dir_fd=dfd)
         except PermissionError:  # in a user namespace: bind the host node instead
             os.close(os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=dfd))
@@ -324,6 +335,17 @@ def make_device(rootfd, d):
                 os.close(tfd)
     finally:
         os.close(dfd)
+
+
+def mount_point_of(path):
+    """The mount point that `path` lies on (the longest match in mountinfo)."""
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mnt = line.split()[4].replace("\\040", " ")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                best = mnt
+    return best
 
 
 def pivot(rootfs, no_pivot):
@@ -499,7 +521,7 @@ def setup_terminal(console_fd, size, console_bind=False):
         os.close(slave)
 
 
-def run_hooks(stage, hooks, state):
+def run_hooks(stage, hooks, state, exec_fd):
     """createContainer/startContainer hooks, inside the container: state JSON on stdin."""
     import time
     for h in hooks:
@@ -508,7 +530,7 @@ def run_hooks(stage, hooks, state):
         if pid == 0:
             try:
                 os.dup2(r, 0)
-                os.execve(h["path"], h["args"], dict(e.split("=", 1) for e in h["env"] if "=" in e))
+                helper_exec(exec_fd, h["path"], h["args"], dict(e.split("=", 1) for e in h["env"] if "=" in e))
             finally:
                 os._exit(127)
         os.close(r)
@@ -543,24 +565,30 @@ def mark_cloexec(first):
                 pass
 
 
-def apply_lsm(lsm):
-    """The AppArmor profile / SELinux label the kernel switches to at our execve."""
-    for kind, value, paths in (
-            ("apparmor", lsm.get("apparmor") and "exec " + lsm["apparmor"],
+def lsm_attr(lsm):
+    """(attr file, label) that the helper writes so its execve switches the AppArmor profile
+    or SELinux label of the workload, or ("-", "-")."""
+    for value, paths in (
+            (lsm.get("apparmor") and "exec " + lsm["apparmor"],
              ("/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec")),
-            ("selinux", lsm.get("selinux"), ("/proc/thread-self/attr/exec",))):
-        if not value:
-            continue
-        for path in paths:
-            try:
-                with open(path, "w") as f:
-                    f.write(value)
-                break
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                os.write(2, f"{kind} {value}: {e.strerror}\n".encode())
-                os._exit(1)
+            (lsm.get("selinux"), ("/proc/thread-self/attr/exec",))):
+        if value:
+            for path in paths:
+                if os.path.exists(path):
+                    return path, value
+    return "-", "-"
+
+
+def helper_exec(exec_fd, path, args, env, lsm=("-", "-")):
+    """Exec `path` through rt-exec, from the sealed memfd (CVE-2019-5736): the process that
+    execs the workload is never the host's interpreter. Returns only on failure."""
+    argv = ["rt-exec", lsm[0], lsm[1], path, *args]
+    try:
+        os.execve(exec_fd, argv, env)  # execveat(AT_EMPTY_PATH): no path lookup at all
+    except OSError as e:
+        if e.errno not in (1, 13, 38):  # EPERM, EACCES, ENOSYS: a seccomp filter without execveat
+            raise
+    os.execve(f"/proc/self/fd/{exec_fd}", argv, env)
 
 
 def find_exec(name, env):
@@ -623,6 +651,11 @@ def container_init(plan, wfd, rfd, fifo, listener):
             os.close(plan["rootfs_tree_fd"])
         else:
             mount(rootfs, rootfs, None, MS["bind"] | MS["rec"])
+        if plan["host_propagation"] & MS["shared"]:
+            # pivot_root refuses shared mounts around the new root (EINVAL): make the new
+            # root, its parent mount and / private; finish_rootfs applies rootfsPropagation.
+            for path in (rootfs, mount_point_of(os.path.dirname(rootfs)), "/"):
+                mount(None, path, None, MS["private"])
         do_mounts(plan, rootfs)
     hooks = plan.get("hooks") or {}
     state = ""
@@ -632,7 +665,7 @@ def container_init(plan, wfd, rfd, fifo, listener):
         if not msg or msg.get("type") != "resume":
             raise Fail("aborted while the runtime ran createRuntime hooks")
         state = msg.get("state", "")
-        run_hooks("createContainer", hooks.get("createContainer", []), state)
+        run_hooks("createContainer", hooks.get("createContainer", []), state, plan["exec_fd"])
     if rfd >= 0:
         os.close(rfd)
     if mnt:
@@ -649,8 +682,9 @@ def container_init(plan, wfd, rfd, fifo, listener):
     if plan["domainname"] is not None:
         h = b(plan["domainname"])
         check(libc.setdomainname(h, len(h)), "setdomainname")
-    for res, soft, hard in plan["rlimits"]:
-        check(libc.prlimit(0, res, ctypes.byref((ctypes.c_uint64 * 2)(soft, hard)), None), f"setrlimit {res}")
+    for res, soft, hard, *name in plan["rlimits"]:
+        check(libc.prlimit(0, res, ctypes.byref((ctypes.c_uint64 * 2)(soft, hard)), None),
+              f"setrlimit {name[0] if name else res} (soft {soft}, hard {hard})")
     if plan["oom_score_adj"] is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(plan["oom_score_adj"]))
@@ -684,15 +718,16 @@ def container_init(plan, wfd, rfd, fifo, listener):
             pass
     if hooks.get("startContainer"):
         try:
-            run_hooks("startContainer", hooks["startContainer"], state.replace('"created"', '"running"'))
+            run_hooks("startContainer", hooks["startContainer"], state.replace('"created"', '"running"'),
+                      plan["exec_fd"])
         except Fail as e:
             os.write(2, f"{e}\n".encode())
             os._exit(1)
-    apply_lsm(plan.get("lsm") or {})
     try:
-        os.execve(exe, p["args"], dict(e.split("=", 1) for e in p["env"]))
+        helper_exec(plan["exec_fd"], exe, p["args"], dict(e.split("=", 1) for e in p["env"]),
+                    lsm_attr(plan.get("lsm") or {}))
     except OSError as e:
-        os.write(2, f"exec {exe}: {e.strerror}\n".encode())
+        os.write(2, f"exec rt-exec: {e.strerror}\n".encode())
         os._exit(127)
 
 
@@ -762,6 +797,8 @@ def main():
         if not plan.get("hook_sync"):
             os.close(rfd)
             rfd = -1
+        # The init writes to the pipe we write to: it starts once `child` is sent.
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
     except Fail as e:
         send(wfd, {"type": "error", "reason": str(e), "kind": e.kind})
@@ -772,6 +809,9 @@ def main():
     if pid:
         send(wfd, {"type": "child", "pid": pid})
         os._exit(0)
+    os.close(gate_w)
+    os.read(gate_r, 1)  # EOF once the shim has sent `child` and exited
+    os.close(gate_r)
     try:
         container_init(plan, wfd, rfd, fifo, listener)
     except Fail as e:
