@@ -18,17 +18,23 @@ class Layout:
         self.mode, self.v1, self.unified = mode, v1, unified
 
     @classmethod
-    def detect(cls, mountinfo: str = "/proc/self/mountinfo") -> "Layout":
+    def detect(cls, mountinfo: str = "/proc/self/mountinfo", mounted_at=None) -> "Layout":
+        """Each hierarchy where mountinfo lists it, if that filesystem is still what the path
+        shows: one mounted over it (a tmpfs on /sys/fs/cgroup/unified) hides it."""
+        mounted_at = mounted_at or _is_mounted_at
         v1: dict[str, str] = {}
         unified = None
         with open(mountinfo) as f:
             for line in f:
                 pre, _, post = line.partition(" - ")
                 fstype, _src, opts = (post.split() + ["", ""])[:3]
-                mnt = pre.split()[4]
+                fields = pre.split()
+                mnt = fields[4].replace("\\040", " ")
+                if fstype not in ("cgroup", "cgroup2") or not mounted_at(mnt, fields[2]):
+                    continue
                 if fstype == "cgroup2":
                     unified = unified or mnt
-                elif fstype == "cgroup":
+                else:
                     for o in opts.split(","):
                         if o in ("rw", "ro") or o.startswith("release_agent") or o in ("clone_children", "noprefix", "xattr"):
                             continue
@@ -47,6 +53,19 @@ class Layout:
             except OSError:
                 return set()
         return {k for k in self.v1 if not k.startswith("name=")}
+
+
+def _is_mounted_at(path: str, dev: str) -> bool:
+    """Is the filesystem with this mountinfo `major:minor` the one that `path` shows now?
+
+    st_dev names the superblock itself, so this is statfs's magic check made exact (a
+    cgroup hierarchy mounted over another one is told apart too), without ctypes."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    major, _, minor = dev.partition(":")
+    return (os.major(st.st_dev), os.minor(st.st_dev)) == (int(major), int(minor))
 
 
 def normalize_path(cgroups_path: str | None, cid: str) -> str:

@@ -56,7 +56,7 @@ COMBINED_V1 = """\
 def detect(tmp_path, text) -> Layout:
     f = tmp_path / "mountinfo"
     f.write_text(text)
-    return Layout.detect(str(f))
+    return Layout.detect(str(f), mounted_at=lambda path, dev: True)
 
 
 def touch(d, *names, content=""):
@@ -87,6 +87,27 @@ def test_detect_hybrid_real_host(tmp_path):
                       ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")} | \
         {"name=systemd": "/sys/fs/cgroup/systemd"}
     assert lay.controllers() == {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"}
+
+
+def test_detect_skips_a_hierarchy_that_another_filesystem_covers(tmp_path):
+    """A tmpfs over /sys/fs/cgroup/unified: mountinfo still lists the cgroup2 line, but the
+    path shows the tmpfs (statfs would say TMPFS_MAGIC), so the host is v1."""
+    f = tmp_path / "mountinfo"
+    f.write_text(HYBRID_REAL + "99 40 0:77 / /sys/fs/cgroup/unified rw - tmpfs none rw\n")
+    shown = {}
+    for line in f.read_text().splitlines():  # the last mount at each path is what it shows
+        shown[line.split()[4]] = line.split()[2]
+    lay = Layout.detect(str(f), mounted_at=lambda path, dev: shown[path] == dev)
+    assert lay.mode == V1 and lay.unified is None
+    assert "memory" in lay.v1
+
+
+def test_detect_checks_the_real_filesystem():
+    """The default check, on this machine: every hierarchy found is what its path shows."""
+    lay = Layout.detect()
+    for path in [*lay.v1.values(), lay.unified]:
+        if path:
+            assert os.path.exists(os.path.join(path, "cgroup.procs"))
 
 
 def test_detect_hybrid_systemd_style(tmp_path):
