@@ -174,3 +174,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+def _untracked() -> set[str] | None:
+    try:
+        out = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=all"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {line[3:] for line in out.stdout.splitlines() if line.startswith("??")} if out.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    session.config._rt_untracked = _untracked()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Tests write only to temporary directories: a file they leave in the checkout fails the run
+    (conmon once wrote `oom` into its working directory, the repository)."""
+    before = getattr(session.config, "_rt_untracked", None)
+    after = _untracked()
+    if before is None or after is None or session.config.option.collectonly:
+        return
+    new = sorted(after - before)
+    if new:
+        session.config.get_terminal_writer().line(f"tests left files in the checkout: {', '.join(new)}", red=True)
+        session.exitstatus = 1
