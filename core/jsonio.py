@@ -23,16 +23,36 @@ _WS = " \t\n\r"
 
 
 def loads(text: str | bytes):
+    """Raises ValueError, with a message fit for a user, on anything that is not JSON."""
     if isinstance(text, bytes):
-        text = text.decode()
+        try:
+            text = text.decode()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"invalid JSON: not UTF-8 at offset {e.start}") from None
     s = text.strip(_WS)
+    if not s:
+        raise ValueError("invalid JSON: empty")
     try:
         obj, end = _scan(s, 0)
     except StopIteration as e:
         raise ValueError(f"invalid JSON at offset {e.value}") from None
+    except (SystemError, ValueError, RecursionError):
+        # _json reports an error inside a value through json.decoder, which we do not import
+        # (a SystemError then): only on this path, let json itself say what is wrong.
+        return _slow_loads(s)
     if end != len(s):
         raise ValueError(f"invalid JSON: extra data at offset {end}")
     return obj
+
+
+def _slow_loads(s: str):
+    import json
+    try:
+        return json.loads(s)
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply") from None
+    except ValueError as e:
+        raise ValueError(f"invalid JSON: {e}") from None
 
 
 def dumps(obj, indent: int | None = None) -> str:

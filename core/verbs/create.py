@@ -1,11 +1,13 @@
 import os
+import _signal  # not `signal`: it imports enum
+from _signal import SIGHUP, SIGINT, SIGTERM
 
 from .. import log
 from ..backend import CreateRequest
 from ..cli import need_id
 from ..errors import RtError
 from ..plugins import Manager, load_target
-from ..store import FIFO, atomic_write, check_id, proc_start_time, rfc3339_now
+from ..store import FIFO, StoreError, atomic_write, check_id, proc_start_time, rfc3339_now
 from . import store
 
 
@@ -24,6 +26,18 @@ def load_spec(bundle: str):
     return spec, msgspec.to_builtins(spec), raw
 
 
+def _check_rootfs(rootfs: str) -> None:
+    import stat
+    try:
+        mode = os.stat(rootfs).st_mode
+    except FileNotFoundError:
+        raise RtError(f"rootfs ({rootfs}) does not exist")
+    except OSError as e:  # runc: "invalid rootfs: stat PATH: REASON"
+        raise RtError(f"invalid rootfs: stat {rootfs}: {e.strerror}")
+    if not stat.S_ISDIR(mode):
+        raise RtError(f"invalid rootfs: {rootfs}: not a directory")
+
+
 def do_create(g, opts, cid: str):
     """Create a container; returns it locked. Nothing is left behind on failure."""
     st = store(g)
@@ -36,21 +50,24 @@ def do_create(g, opts, cid: str):
     spec, config, raw = load_spec(bundle)
     mgr = Manager().load()
     info = mgr.select(g.plugin, spec.annotations)
+    from rt.spec import SpecError
     try:
         mgr.pm.hook.rt_check_spec(spec=spec, plugin=info.name)
-    except ValueError as e:  # SpecError
+    except SpecError as e:
         raise RtError(str(e))
     if spec.root is None or not spec.root.path:
         raise RtError("config.json: $.root.path: a root filesystem is required")
     rootfs = os.path.join(bundle, spec.root.path)  # an absolute root.path stays as it is
-    if not os.path.isdir(rootfs):
-        raise RtError(f"rootfs ({rootfs}) does not exist")
-    c = st.create(cid, {
+    _check_rootfs(rootfs)
+    record = {
         "bundle": bundle, "rootfs": rootfs, "created": rfc3339_now(),
         "owner": "", "annotations": spec.annotations or {}, "plugin": info.name, "plugin_ep": info.plugin,
         "plugin_version": info.version, "backend": info.target, "pid": 0, "extra": {},
-    })
+    }
+    c = created = None
+    handlers = _trap_signals()  # SIGTERM/SIGHUP roll back too, as a failure does
     try:
+        c = st.create(cid, record)
         fifo = os.path.join(c.dir, FIFO)
         os.mkfifo(fifo, 0o600)
         atomic_write(os.path.join(c.dir, "config.json"), raw)  # what exec and update work from
@@ -65,35 +82,96 @@ def do_create(g, opts, cid: str):
                             save_extra=lambda **kw: (c.extra.update(kw), c.save()),
                             caller_reaps=bool(opts.pid_file or opts.console_socket or opts.foreground))
         created = backend.create(req)
+        c.record.update(pid=created.pid, extra=dict(c.extra, **created.extra))
         info_t = proc_start_time(created.pid)
         if info_t is None:
             raise RtError("container init exited during create")
-        c.record.update(pid=created.pid, start_time=info_t[0], extra=dict(c.extra, **created.extra), creating=False)
+        c.record.update(start_time=info_t[0], creating=False)
         c.save()
         if opts.pid_file:
             atomic_write(os.path.abspath(opts.pid_file), str(created.pid).encode(), 0o644)
     except BaseException as e:
-        _undo(c)
+        _ignore_signals()  # a second signal must not cut the rollback short
+        if c is not None:
+            _undo(c, made=created is not None)
         if isinstance(e, RtError):
             raise
         from rt.shim.protocol import ProtocolError, ShimFailed
         if isinstance(e, ShimFailed):
             raise RtError(e.reason)
-        if isinstance(e, (ProtocolError, OSError)):
-            raise RtError(f"create: {e}")
+        if isinstance(e, _Signalled):
+            raise RtError(f"create {cid}: interrupted by {_SIGNALS[e.sig]}", 128 + e.sig) from None
+        if isinstance(e, OSError):
+            raise RtError(f"create {cid}: {os_error_text(e)}") from None
+        if isinstance(e, ProtocolError):
+            raise RtError(f"create {cid}: {e}") from None
         raise
+    finally:
+        _restore_signals(handlers)
     return c
 
 
-def _undo(c) -> None:
-    from .delete import destroy
-    c.record["creating"] = False
-    try:
-        if c.record.get("pid"):
+def os_error_text(e: OSError) -> str:
+    """An OSError as "write PATH: reason" (the store's) or "PATH: reason"."""
+    if isinstance(e, StoreError):
+        return str(e)
+    return (f"{e.filename}: " if e.filename else "") + (e.strerror or str(e))
+
+
+def _undo(c, made: bool) -> None:
+    """Roll back a failed create: what the backend made (when its create returned), then the
+    entry. Never raises: the caller's error is the one to report."""
+    if made:
+        from .delete import destroy
+        c.record["creating"] = False
+        try:
             destroy(c, force=True)
-    finally:
-        c.remove()
-        c.unlock()
+        except BaseException as e:
+            log.warning(f"create {c.id}: rollback: {e}")
+    c.discard()
+
+
+_SIGNALS = {SIGHUP: "SIGHUP", SIGTERM: "SIGTERM"}  # SIGINT raises KeyboardInterrupt already
+
+
+class _Signalled(BaseException):
+    def __init__(self, sig: int):
+        super().__init__(sig)
+        self.sig = sig
+
+    def __str__(self):  # also what a plugin's forked helper (lxc_system's keeper) reports
+        return f"interrupted by {_SIGNALS.get(self.sig, f'signal {self.sig}')}"
+
+
+def _raise_signalled(sig, _frame):
+    raise _Signalled(sig)
+
+
+def _noted(_sig, _frame):
+    pass  # caught, not ignored: what the rollback runs (poststop hooks) gets default handlers
+
+
+def _trap_signals() -> dict:
+    """SIGTERM and SIGHUP raise _Signalled; returns the handlers to restore."""
+    try:
+        old = {SIGINT: _signal.getsignal(SIGINT)}
+        old.update((s, _signal.signal(s, _raise_signalled)) for s in _SIGNALS)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        return {}
+    return old
+
+
+def _ignore_signals() -> None:
+    try:
+        for s in (*_SIGNALS, SIGINT):
+            _signal.signal(s, _noted)
+    except ValueError:
+        pass
+
+
+def _restore_signals(handlers: dict) -> None:
+    for s, h in handlers.items():
+        _signal.signal(s, h if h is not None else _signal.SIG_DFL)
 
 
 def run(g, opts, pos):

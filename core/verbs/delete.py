@@ -4,7 +4,7 @@ from _signal import SIGKILL  # not `signal`: it imports enum
 
 from .. import log, status
 from ..cli import need_id
-from ..errors import NotFound, RtError
+from ..errors import RtError
 from . import backend_of, store
 
 
@@ -43,17 +43,54 @@ def destroy(c, force: bool) -> None:
     c.remove()
 
 
+def salvage(c) -> None:
+    """Remove an entry without a usable record (the caller holds its lock): a create that died
+    before writing state.json, or a corrupt one. Its record named the cgroup; without it, take
+    the one create would have used (linux.cgroupsPath of the saved config.json, else /rt/ID)."""
+    if c.corrupt is not None or os.path.exists(os.path.join(c.dir, "config.json")):
+        from ..cgroups import Cgroup
+        path = _cgroup_path(c)
+        cg = Cgroup(path)
+        if cg.exists():
+            try:
+                if cg.frozen():  # a frozen process does not die
+                    cg.set_frozen(False)
+            except OSError:
+                pass
+            cg.kill_all(SIGKILL)
+        cg.destroy()
+        if c.corrupt is not None:
+            log.warning(f"delete {c.id}: {c.corrupt.msg}; removed cgroup {path} and the state directory "
+                        "(anything else the record named is unknown)")
+    c.remove()
+
+
+def _cgroup_path(c) -> str:
+    from .. import jsonio
+    from ..cgroups import normalize_path
+    try:
+        with open(os.path.join(c.dir, "config.json"), "rb") as f:
+            linux = jsonio.loads(f.read()).get("linux") or {}
+        return normalize_path(linux.get("cgroupsPath"), c.id)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return normalize_path(None, c.id)
+
+
 def run(g, opts, pos):
     cid = need_id(pos, "delete")
-    try:
-        c = store(g).open(cid, lock=True)
-    except NotFound:
-        if opts.force:  # containerd deletes twice; the second must succeed
+    if opts.force:
+        # any entry, even one a create left half-made or whose record is corrupt
+        c = store(g).open_entry(cid)
+        if c is None:  # containerd deletes twice; the second must succeed
             return 0
-        raise
+    else:
+        c = store(g).open(cid, lock=True)
     with c:
         try:
-            destroy(c, opts.force)
+            if c.corrupt is None and c.record:
+                destroy(c, opts.force)
+            else:
+                salvage(c)
         except RtError:
             raise
         except OSError as e:

@@ -1,6 +1,6 @@
 import sys
 
-from .. import jsonio
+from .. import jsonio, log
 from ..errors import NotFound, RtError
 from . import store
 
@@ -11,7 +11,13 @@ def run(g, opts, pos):
     for cid in st.ids():
         try:
             rows.append(st.open(cid).oci_state())
-        except (NotFound, RtError):
+        except NotFound:  # deleted meanwhile
+            continue
+        except RtError as e:
+            # One bad entry must not hide the others. runc skips it too, with a line on
+            # stderr: callers read list's stdout alone (go-runc's List does).
+            log.warning(f"list: skipping {e.msg}")
+            sys.stderr.write(f"list: skipping {e.msg}\n")
             continue
     if opts.quiet:
         sys.stdout.write("".join(r["id"] + "\n" for r in rows))

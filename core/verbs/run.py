@@ -2,9 +2,9 @@ import os
 import signal
 
 from ..cli import need_id
-from ..errors import NotFound
+from ..errors import NotFound, RtError
 from . import store
-from .create import do_create
+from .create import _SIGNALS, _Signalled, _ignore_signals, _restore_signals, _trap_signals, _undo, do_create
 from .start import do_start
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -54,23 +54,22 @@ def run(g, opts, pos):
             listener.close()
         raise
     master = None
-    if listener:
-        try:
-            master = listener.receive()
-        except BaseException:
-            from .delete import destroy
-            destroy(c, force=True)
-            c.unlock()
-            raise
-        finally:
-            listener.close()
+    handlers = _trap_signals()  # until it runs, a failure or SIGTERM/SIGHUP removes it
     try:
+        if listener:
+            try:
+                master = listener.receive()
+            finally:
+                listener.close()
         do_start(c)
-    except BaseException:
-        from .delete import destroy
-        destroy(c, force=True)
-        c.unlock()
+    except BaseException as e:
+        _ignore_signals()
+        _undo(c, made=True)
+        if isinstance(e, _Signalled):
+            raise RtError(f"run {cid}: interrupted by {_SIGNALS[e.sig]}", 128 + e.sig) from None
         raise
+    finally:
+        _restore_signals(handlers)
     c.unlock()
     if opts.detach:
         return 0

@@ -1,4 +1,6 @@
 """Unit tests of rt.core.store and rt.core.status, with real child processes for pids."""
+import errno
+import fcntl
 import json
 import os
 import select
@@ -11,7 +13,9 @@ import pytest
 
 from rt.core import status as st
 from rt.core.errors import NotFound, RtError
-from rt.core.store import Container, Store, atomic_write, check_id, proc_start_time, rfc3339_now
+from rt.core import jsonio
+from rt.core.store import (Container, CorruptState, Store, StoreError, atomic_write, check_id, proc_start_time,
+                           record_problem, rfc3339_now)
 
 OCI_KEYS = ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"]
 
@@ -179,6 +183,210 @@ def test_store_root_is_absolute(tmp_path, monkeypatch):
     assert Store("rel").root == str(tmp_path / "rel")
 
 
+# --- faults: corrupt records, failed writes, half-made entries (issue 13) -----------------------
+
+
+@pytest.mark.parametrize("data,why", [
+    (b"", "empty file"),
+    (b"  \n", "empty file"),
+    (b"{", "invalid JSON: "),
+    (b'{"pid": 1', "invalid JSON: "),
+    (b"\x00garbage", "invalid JSON"),
+    (b'{"bundle": "\xff"}', "invalid JSON: not UTF-8 at offset 12"),
+    (b"[]", "not a JSON object but an array"),
+    (b'"x"', "not a JSON object but a string"),
+    (b"3", "not a JSON object but an integer"),
+    (b"null", "not a JSON object but null"),
+    (b'{"pid": "7"}', '"pid" is a string, not an integer'),
+    (b'{"pid": true}', '"pid" is a boolean, not an integer'),
+    (b'{"start_time": 1.5}', '"start_time" is a number, not an integer'),
+    (b'{"extra": []}', '"extra" is an array, not an object'),
+    (b'{"creating": 1}', '"creating" is an integer, not a boolean'),
+    (b'{"bundle": null}', '"bundle" is null, not a string'),
+])
+def test_corrupt_record_names_file_and_problem(store, data, why):
+    store.create("c1", {}).unlock()
+    path = os.path.join(store.root, "c1", "state.json")
+    with open(path, "wb") as f:
+        f.write(data)
+    for read in (lambda: store.read("c1"), lambda: store.open("c1"), lambda: store.open("c1", lock=True)):
+        with pytest.raises(CorruptState) as e:
+            read()
+        assert isinstance(e.value, RtError) and e.value.code == 1
+        assert e.value.msg.startswith(f"container c1: corrupt state file {path}: {why}"), e.value.msg
+        assert e.value.path == path
+
+
+def test_every_truncation_of_a_record_is_a_value_error():
+    data = jsonio.dumps({"bundle": "/b", "pid": 12, "extra": {"cgroup": "/rt/c1", "l": [1, "x", None]},
+                         "annotations": {"k": "v\u00e9"}, "creating": False}).encode()
+    for i in range(len(data)):
+        with pytest.raises(ValueError, match="invalid JSON"):
+            jsonio.loads(data[:i])
+    assert jsonio.loads(data)["extra"]["l"] == [1, "x", None]
+
+
+def test_deeply_nested_json_is_a_value_error():
+    with pytest.raises(ValueError, match="invalid JSON"):
+        jsonio.loads(b"[" * 100000)
+
+
+def test_record_problem_accepts_what_create_writes():
+    assert record_problem({"bundle": "/b", "rootfs": "/r", "created": rfc3339_now(), "owner": "",
+                           "annotations": {}, "plugin": "app_single", "plugin_ep": "app_single",
+                           "plugin_version": None, "backend": "m:C", "pid": 0, "extra": {},
+                           "creating": True, "hooks": {}, "start_time": 5, "paused": False}) is None
+
+
+def test_unreadable_state_file(store):
+    store.create("c1", {}).unlock()
+    path = os.path.join(store.root, "c1", "state.json")
+    os.unlink(path)
+    os.mkdir(path)
+    with pytest.raises(CorruptState, match=f"corrupt state file {path}: Is a directory"):
+        store.read("c1")
+
+
+def test_lock_of_corrupt_record_releases_the_lock(store):
+    c = settled(store, "c1", {})
+    with open(os.path.join(c.dir, "state.json"), "w") as f:
+        f.write("[]")
+    with pytest.raises(CorruptState):
+        c.lock()
+    assert c._lock_fd is None
+    fd = os.open(os.path.join(c.dir, ".lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free
+    finally:
+        os.close(fd)
+
+
+def test_atomic_write_failure_keeps_target_and_leaves_no_tmp(tmp_path):
+    target = tmp_path / "d"
+    target.mkdir()
+    (target / "x").write_text("")
+    with pytest.raises(StoreError) as e:
+        atomic_write(str(target), b"data")  # rename onto a directory fails
+    assert str(e.value).startswith(f"write {target}: ")
+    assert e.value.filename == str(target) and e.value.errno in (errno.EISDIR, errno.ENOTEMPTY)
+    assert sorted(os.listdir(tmp_path)) == ["d"]
+    with pytest.raises(StoreError, match=f"write {tmp_path}/no/f: No such file or directory"):
+        atomic_write(str(tmp_path / "no" / "f"), b"data")
+
+
+# Under RLIMIT_FSIZE the kernel writes what fits (a short write), then refuses with EFBIG:
+# the same path as a nearly full filesystem, without root or a mount.
+FSIZE_CHILD = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from rt.core.store import Store, StoreError, atomic_write
+where = sys.argv[1]
+try:
+    if sys.argv[3] == "write":
+        atomic_write(os.path.join(where, "f"), b"y" * 3 * limit)
+    else:
+        Store(os.path.join(where, "root")).create("c1", {"bundle": "x" * 3 * limit})
+except StoreError as e:
+    print(e.errno, e)
+"""
+
+
+def _fsize_child(tmp_path, what, limit=100) -> str:
+    p = subprocess.run([sys.executable, "-c", FSIZE_CHILD, str(tmp_path), str(limit), what],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def test_atomic_write_of_a_file_too_big(tmp_path):
+    (tmp_path / "f").write_bytes(b"old")
+    out = _fsize_child(tmp_path, "write")
+    assert out == f"{errno.EFBIG} write {tmp_path}/f: File too large"
+    assert (tmp_path / "f").read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_create_rolls_back_when_the_record_cannot_be_written(tmp_path):
+    out = _fsize_child(tmp_path, "create")
+    root = tmp_path / "root"
+    assert out == f"{errno.EFBIG} write {root}/c1/state.json: File too large"
+    assert os.listdir(root) == []  # the id stays free
+    Store(str(root)).create("c1", {}).unlock()
+
+
+def test_create_names_the_root_it_cannot_make(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match=f"mkdir {tmp_path}/file/root: Not a directory"):
+        Store(str(tmp_path / "file" / "root")).create("c1", {})
+
+
+@pytest.mark.parametrize("files", [[], [".lock"], [".lock", "state.json.42.tmp"], ["config.json.42.tmp"]])
+def test_open_entry_of_half_made_entry(store, files):
+    d = os.path.join(store.root, "c1")
+    os.makedirs(d)
+    for name in files:
+        with open(os.path.join(d, name), "w") as f:
+            f.write("{")
+    assert store.ids() == []
+    with pytest.raises(NotFound):
+        store.open("c1")
+    c = store.open_entry("c1")
+    assert c.record == {} and c.corrupt is None and c._lock_fd is not None
+    c.remove()
+    c.unlock()
+    assert not os.path.exists(d)
+    store.create("c1", {}).unlock()  # the id is free again
+
+
+def test_open_entry(store):
+    assert store.open_entry("nosuch") is None
+    settled(store, "good", {"pid": 3})
+    c = store.open_entry("good")
+    assert c.record["pid"] == 3 and c.corrupt is None
+    c.unlock()
+    store.create("bad", {}).unlock()
+    with open(os.path.join(store.root, "bad", "state.json"), "w") as f:
+        f.write('"x"')
+    c = store.open_entry("bad")
+    assert c.record == {} and isinstance(c.corrupt, CorruptState)
+    c.unlock()
+    with pytest.raises(RtError, match="invalid container id"):
+        store.open_entry("../x")
+
+
+def test_open_entry_waits_for_a_create_in_progress(store):
+    c = store.create("c1", {})  # locked while it is being created
+    p = _locker(store, "c1", any_state=True)
+    try:
+        assert not _has_output(p, 0.3), "did not wait for the create"
+        c.record["creating"] = False
+        c.save()
+        c.unlock()
+        assert p.stdout.readline() == "locked {'creating': False}\n"
+    finally:
+        _reap(p)
+
+
+def test_lock_waiter_does_not_take_a_replaced_entry(store):
+    """Removed and created again while a waiter waits: the old lock file is not the entry's lock."""
+    old = store.create("c1", {})
+    p = _locker(store, "c1")
+    try:
+        assert not _has_output(p, 0.2)
+        old.remove()
+        new = store.create("c1", {"bundle": "/new"})  # new lock file, held
+        old.unlock()
+        assert not _has_output(p, 0.3), "took the lock of a removed entry"
+        new.record["creating"] = False
+        new.save()
+        new.unlock()
+        assert p.stdout.readline() == "locked\n"
+    finally:
+        _reap(p)
+
+
 # --- status derivation with a real process -----------------------------------------------------
 
 
@@ -284,18 +492,28 @@ from rt.core.errors import NotFound
 from rt.core.store import Store
 print("waiting", flush=True)
 try:
-    c = Store(sys.argv[1]).open(sys.argv[2], lock=True)
+    if sys.argv[3] == "any":
+        print("locked", Store(sys.argv[1]).open_entry(sys.argv[2]).record, flush=True)
+    else:
+        Store(sys.argv[1]).open(sys.argv[2], lock=True)
+        print("locked", flush=True)
 except NotFound:
     print("notfound", flush=True)
-else:
-    print("locked", flush=True)
 """
 
 
-def _locker(store, cid):
-    p = subprocess.Popen([sys.executable, "-c", LOCKER, store.root, cid], stdout=subprocess.PIPE, text=True)
+def _locker(store, cid, any_state=False):
+    p = subprocess.Popen([sys.executable, "-c", LOCKER, store.root, cid, "any" if any_state else "one"],
+                         stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "waiting\n"
     return p
+
+
+def _reap(p):
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    p.stdout.close()
 
 
 def _has_output(p, timeout):
