@@ -7,6 +7,7 @@ pyroute2 is imported on first use: it costs ~100 ms, and only these plugins need
 import ipaddress
 import json
 import os
+from errno import EEXIST, ENODEV
 
 from .chelper import sha256
 from .errors import RtError
@@ -89,6 +90,10 @@ def _ipr():
     return IPRoute()
 
 
+def _reason(e) -> str:
+    return os.strerror(e.code) if getattr(e, "code", 0) else str(e)
+
+
 def _netlink(what: str):
     """Turn a netlink failure into a one-line RtError naming the step."""
     from pyroute2 import NetlinkError
@@ -99,34 +104,92 @@ def _netlink(what: str):
 
         def __exit__(self, kind, e, tb):
             if isinstance(e, NetlinkError):
-                raise RtError(f"network: {what}: {os.strerror(e.code) if e.code else e}") from None
+                raise RtError(f"network: {what}: {_reason(e)}") from None
+            if isinstance(e, OSError):
+                raise RtError(f"network: {what}: {e.strerror or e}") from None
     return Guard()
 
 
-def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface) -> int:
-    """The bridge `name`, made (with the gateway address) and up if it is missing."""
-    with _netlink(f"bridge {name}"), _ipr() as ip:
+class _Flock:
+    """An exclusive flock on `path` (nothing when path is None)."""
+
+    def __init__(self, path: str | None):
+        self.path, self.fd = path, None
+
+    def __enter__(self):
+        if self.path:
+            import fcntl
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+class _Vanished(Exception):
+    """The bridge went away while we set it up (deleted by someone else)."""
+
+
+def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, lock_dir: str | None = None) -> int:
+    """The bridge `name`, made (with the gateway address) and up if it is missing.
+
+    Safe to run from many creates at once: with `lock_dir` (the rt root's ipam dir) rt's
+    own creates take turns, and a bridge or address that another process made first
+    (EEXIST) is taken as it is.
+    """
+    lock = _Flock(os.path.join(lock_dir, "bridges.lock") if lock_dir else None)
+    with _netlink(f"bridge {name}"), lock, _ipr() as ip:
+        for _ in range(5):
+            try:
+                return _bridge_once(ip, name, gateway)
+            except _Vanished:
+                continue
+    raise RtError(f"network: bridge {name}: it kept disappearing while being set up "
+                  "(another program deletes it)")
+
+
+def _bridge_once(ip, name: str, gateway: ipaddress.IPv4Interface) -> int:
+    from pyroute2 import NetlinkError
+
+    def step(what, fn, *args, ok=(), **kw):
+        try:
+            return fn(*args, **kw)
+        except NetlinkError as e:
+            if e.code in ok:
+                return None
+            if e.code == ENODEV:
+                raise _Vanished() from None
+            raise RtError(f"network: bridge {name}: {what}: {_reason(e)}") from None
+
+    made = False
+    found = ip.link_lookup(ifname=name)
+    if not found:
+        # EEXIST: another create made it since the lookup
+        made = step("create it", ip.link, "add", ifname=name, kind="bridge", ok=(EEXIST,)) is not None
         found = ip.link_lookup(ifname=name)
         if not found:
-            ip.link("add", ifname=name, kind="bridge")
-            found = ip.link_lookup(ifname=name)
-        idx = found[0]
-        info = ip.get_links(idx)[0].get_attr("IFLA_LINKINFO")
-        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-        if kind != "bridge":
-            raise RtError(f"rt.net.bridge {name}: that name is taken by a device that is not a bridge "
-                          f"({kind or 'a physical or loopback device'})")
-        have = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx, family=2)}
-        if str(gateway.ip) not in have:
-            clash = overlap(gateway.network, _host_networks(ip, idx))
-            if clash:
-                if not have:  # we made it just now
-                    ip.link("del", index=idx)
-                raise RtError(f"rt.net.subnet {gateway.network} overlaps {clash} on this host; choose a "
-                              "range that no interface or route uses (traffic would leave through it)")
-            ip.addr("add", index=idx, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
-        ip.link("set", index=idx, state="up")
-        return idx
+            raise _Vanished()
+    idx = found[0]
+    info = step("read it", ip.get_links, idx)[0].get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    if kind != "bridge":
+        raise RtError(f"rt.net.bridge {name}: that name is taken by a device that is not a bridge "
+                      f"({kind or 'a physical or loopback device'})")
+    have = {a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx, family=2)}
+    if str(gateway.ip) not in have:
+        clash = overlap(gateway.network, _host_networks(ip, idx))
+        if clash:
+            if made:
+                step("remove it again", ip.link, "del", index=idx, ok=(ENODEV,))
+            raise RtError(f"rt.net.subnet {gateway.network} overlaps {clash} on this host; choose a "
+                          "range that no interface or route uses (traffic would leave through it)")
+        step(f"add address {gateway}", ip.addr, "add", index=idx, address=str(gateway.ip),
+             prefixlen=gateway.network.prefixlen, ok=(EEXIST,))
+    step("set it up", ip.link, "set", index=idx, state="up")
+    return idx
 
 
 def overlap(subnet: ipaddress.IPv4Network, host: list[tuple[str, ipaddress.IPv4Network]]) -> str | None:
@@ -153,52 +216,124 @@ def _host_networks(ip, skip: int) -> list[tuple[str, ipaddress.IPv4Network]]:
 
 
 def add_veth(host_if: str, bridge: str, pid: int, inside_if: str, address: ipaddress.IPv4Interface,
-             gateway: ipaddress.IPv4Interface | None, mac: str) -> None:
+             gateway: ipaddress.IPv4Interface | None, mac: str, on_made=None) -> None:
     """A veth pair: `host_if` on `bridge`, the peer moved into the network namespace of
-    `pid`, renamed `inside_if`, with `mac`, `address` and a default route via `gateway`."""
+    `pid`, renamed `inside_if`, with `mac`, `address` and a default route via `gateway`.
+
+    on_made() runs as soon as the pair exists, so the caller records it for its release;
+    a `host_if` that exists already is not touched (it is not ours to delete).
+    """
+    from pyroute2 import NetlinkError
     peer = host_if + "p" if len(host_if) < 15 else host_if[:14] + "p"
-    with _netlink(f"veth {host_if} into the namespace of {pid}"), _ipr() as ip:
-        ip.link("add", ifname=host_if, kind="veth", peer=peer)
+    with _ipr() as ip:
         try:
-            host_idx = ip.link_lookup(ifname=host_if)[0]
-            ip.link("set", index=host_idx, master=ip.link_lookup(ifname=bridge)[0], state="up")
-            ip.link("set", index=ip.link_lookup(ifname=peer)[0], net_ns_pid=pid)
-        except Exception:
-            ip.link("del", index=ip.link_lookup(ifname=host_if)[0])
+            ip.link("add", ifname=host_if, kind="veth", peer=peer)
+        except NetlinkError as e:
+            hint = (" (left by an earlier container of the same id, or one of that id in another rt root)"
+                    if e.code == EEXIST else "")
+            raise RtError(f"network: veth {host_if}: create it: {_reason(e)}{hint}") from None
+        try:
+            if on_made:
+                on_made()
+            with _netlink(f"veth {host_if}: attach it to bridge {bridge} and move {peer} into the namespace of {pid}"):
+                ip.link("set", index=_index(ip, host_if), master=_index(ip, bridge, "bridge "), state="up")
+                ip.link("set", index=_index(ip, peer), net_ns_pid=pid)
+        except BaseException:
+            _delete(ip, host_if)
             raise
     with _netlink(f"configure {inside_if} in the namespace of {pid}"):
         _configure_peer(pid, peer, inside_if, address, gateway, mac)
 
 
-def _configure_peer(pid, peer, inside_if, address, gateway, mac):
-    from pyroute2 import NetNS
-    netns = NetNS(f"/proc/{pid}/ns/net")
+def _index(ip, name: str, what: str = "") -> int:
+    found = ip.link_lookup(ifname=name)
+    if not found:
+        raise RtError(f"network: {what}{name}: no such interface (deleted meanwhile?)")
+    return found[0]
+
+
+def _delete(ip, name: str) -> bool:
+    """Delete `name`; False if it is not there (or went meanwhile, as a veth does with its netns)."""
+    from pyroute2 import NetlinkError
+    found = ip.link_lookup(ifname=name)
+    if not found:
+        return False
     try:
-        idx = netns.link_lookup(ifname=peer)[0]
-        netns.link("set", index=idx, ifname=inside_if, address=mac)
-        netns.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
-        netns.link("set", index=idx, state="up")
-        lo = netns.link_lookup(ifname="lo")
+        ip.link("del", index=found[0])
+    except NetlinkError as e:
+        if e.code == ENODEV:
+            return False
+        raise RtError(f"network: remove {name}: {_reason(e)}") from None
+    return True
+
+
+def _configure_peer(pid, peer, inside_if, address, gateway, mac):
+    def configure(ip):
+        idx = _index(ip, peer)
+        ip.link("set", index=idx, ifname=inside_if, address=mac)
+        ip.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
+        ip.link("set", index=idx, state="up")
+        lo = ip.link_lookup(ifname="lo")
         if lo:
-            netns.link("set", index=lo[0], state="up")
+            ip.link("set", index=lo[0], state="up")
         if gateway is not None:
-            netns.route("add", dst="default", gateway=str(gateway.ip))
-    finally:
-        netns.close()
+            ip.route("add", dst="default", gateway=str(gateway.ip))
+    in_netns(pid, configure)
 
 
-def add_tap(name: str, bridge: str) -> None:
-    """A tap device on `bridge`, for a VM's virtio-net."""
-    with _ipr() as ip:
+def in_netns(pid: int, work):
+    """work(ip) with an IPRoute inside the network namespace of `pid`.
+
+    It runs on a thread of its own that joins the namespace (setns of a netns affects only
+    the calling thread, and the thread's netns ends with it). Not pyroute2's NetNS: that
+    forks a Python child which then gets SIGTERM, so it would run the caller's signal
+    handlers and could unwind into the caller's frames.
+    """
+    import ctypes
+    import threading
+    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    out = {}
+
+    def run():  # owns fd
+        try:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns into the network namespace of {pid}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            with _ipr() as ip:
+                out["result"] = work(ip)
+        except BaseException as e:
+            out["error"] = e
+    t = threading.Thread(target=run, name=f"netns-{pid}", daemon=True)
+    try:
+        t.start()
+    except BaseException:
+        os.close(fd)
+        raise
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out.get("result")
+
+
+def add_tap(name: str, bridge: str, on_made=None) -> None:
+    """A tap device on `bridge`, for a VM's virtio-net (on_made() as in add_veth)."""
+    with _netlink(f"tap {name} on bridge {bridge}"), _ipr() as ip:
         ip.link("add", ifname=name, kind="tuntap", mode="tap")
-        idx = ip.link_lookup(ifname=name)[0]
-        ip.link("set", index=idx, master=ip.link_lookup(ifname=bridge)[0], state="up")
+        try:
+            if on_made:
+                on_made()
+            ip.link("set", index=_index(ip, name), master=_index(ip, bridge, "bridge "), state="up")
+        except BaseException:
+            _delete(ip, name)
+            raise
 
 
 def delete_link(name: str) -> bool:
-    """Remove an interface if it exists (a veth takes its peer with it)."""
+    """Remove an interface if it exists (a veth takes its peer with it). One that vanishes
+    meanwhile counts as removed: a veth goes by itself once its peer's netns is gone."""
     with _ipr() as ip:
-        found = ip.link_lookup(ifname=name)
-        if found:
-            ip.link("del", index=found[0])
-        return bool(found)
+        return _delete(ip, name)

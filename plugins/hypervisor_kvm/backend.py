@@ -246,10 +246,10 @@ class VmBackend(api.Backend):
         root = os.path.dirname(req.state_dir)
         ipam = api.Ipam(root, net.subnet)
         tap = api.link_name("rtt", req.id)
-        req.save_extra(net={"subnet": net.subnet, "tap": tap})
+        req.save_extra(net={"subnet": net.subnet})  # the tap once it is ours: one that exists is not
         address = ipam.lease(req.id, net.address)
-        api.ensure_bridge(net.bridge, ipam.gateway)
-        api.add_tap(tap, net.bridge)
+        api.ensure_bridge(net.bridge, ipam.gateway, lock_dir=ipam.dir)
+        api.add_tap(tap, net.bridge, on_made=lambda: req.save_extra(net={"subnet": net.subnet, "tap": tap}))
         mac = api.mac_for(req.id)
         plan.update(tap=tap, mac=mac)
         plan["create"]["net"] = {"ifname": net.ifname, "mac": mac, "address": str(address),
@@ -261,8 +261,11 @@ class VmBackend(api.Backend):
         net = extra.get("net")
         if not net:
             return
-        api.delete_link(net["tap"])
-        api.Ipam(os.path.dirname(state_dir), net["subnet"]).release(cid)
+        try:
+            if net.get("tap"):
+                api.delete_link(net["tap"])
+        finally:  # the lease goes back whatever happened to the tap
+            api.Ipam(os.path.dirname(state_dir), net["subnet"]).release(cid)
 
     def _create_image(self, req, vm, accel):
         """A whole OS from vm.image: firmware, the image's bootloader and kernel, no agent."""

@@ -1,6 +1,7 @@
 """The IP allocator and naming helpers of rt.core.net (no root, no netlink)."""
 import ipaddress
 import multiprocessing
+import os
 
 import pytest
 
@@ -67,3 +68,66 @@ def test_concurrent_leases_never_collide(tmp_path):
             p.join(30)
         addrs = list(out)
     assert len(addrs) == 60 and len(set(addrs)) == 60
+
+
+def test_netlink_errors_read_as_words():
+    """A netlink failure names its step and says what went wrong, never a bare errno tuple."""
+    from pyroute2 import NetlinkError
+    from rt.core.net import _netlink
+    with pytest.raises(RtError) as e:
+        with _netlink("bridge rt9: create it"):
+            raise NetlinkError(19)
+    assert e.value.msg == "network: bridge rt9: create it: No such device"
+    with pytest.raises(RtError, match=r"^network: veth x: setns: Invalid argument$"):
+        with _netlink("veth x"):
+            raise OSError(22, "setns: Invalid argument")
+
+
+def _take_lock(path, out):
+    from rt.core.net import _Flock
+    import time
+    out.put("trying")
+    with _Flock(path):
+        out.put(time.monotonic())
+
+
+def test_bridge_lock_serializes(tmp_path):
+    """ensure_bridge's lock file in the rt root: a second holder waits for the first."""
+    import time
+    from rt.core.net import _Flock
+    path = str(tmp_path / "ipam" / "bridges.lock")
+    ctx = multiprocessing.get_context("spawn")  # a forked child would share our lock's open file
+    q = ctx.Queue()
+    with _Flock(path):
+        p = ctx.Process(target=_take_lock, args=(path, q))
+        p.start()
+        assert q.get(timeout=30) == "trying"
+        time.sleep(0.3)
+        released = time.monotonic()
+    p.join(10)
+    assert q.get(timeout=5) >= released
+
+
+class _Gone:
+    """What release() gets after a failed create: the id, the state dir and the saved extra."""
+
+    def __init__(self, root, cid, extra):
+        self.id, self.dir, self.pid, self.record, self.extra = cid, os.path.join(root, cid), 0, {}, extra
+
+
+def test_release_returns_the_lease_whatever_failed_before(tmp_path):
+    """lxc_system's release after a create that failed before its veth existed (no host_if
+    saved), and one whose other steps fail: the lease goes back, the failure is in words."""
+    from rt.plugins.lxc_system.backend import SystemBackend
+    root = str(tmp_path)
+    ipam = Ipam(root, "192.0.2.0/24")
+    ipam.lease("early")
+    SystemBackend().release(_Gone(root, "early", {"net": {"subnet": "192.0.2.0/24", "bridge": "rt0"}}))
+    assert ipam.leases() == {}
+
+    ipam.lease("broken")
+    os.mkdir(os.path.join(root, "idranges.json"))  # the id-range step cannot read its file
+    extra = {"idrange": 1 << 20, "net": {"subnet": "192.0.2.0/24", "bridge": "rt0"}}
+    with pytest.raises(RtError, match=r"^broken: could not release id range: .*Is a directory"):
+        SystemBackend().release(_Gone(root, "broken", extra))
+    assert ipam.leases() == {}
