@@ -205,9 +205,23 @@ def main(argv: list[str] | None = None) -> int:
         if log.debugging():
             import traceback
             log.debug(traceback.format_exc())
-        where = f" {e.filename}" if isinstance(e, OSError) and e.filename else ""
-        log.error(f"{e.strerror if isinstance(e, OSError) and e.strerror else e}{where}")
+        log.error(error_text(e))
         return 1
+
+
+def error_text(e: Exception) -> str:
+    """One line for an unexpected exception; it names the plugin whose code raised it."""
+    from rt.spec.errors import SpecError
+    from .plugins import describe, plugin_of
+    plugin = plugin_of(e)
+    if plugin:
+        return f"plugin {plugin}: {describe(e)}"
+    if isinstance(e, OSError):
+        where = f" {e.filename}" if e.filename else ""
+        return f"{e.strerror or e}{where}"
+    if isinstance(e, SpecError):  # its message names the file and the JSON path
+        return str(e)
+    return describe(e)
 
 
 def seconds(value: str, flag: str) -> float:

@@ -44,6 +44,43 @@ class Registry:
         self.verbs[name] = VerbInfo(name, target, help, self._current)
 
 
+# module prefix -> plugin name: which plugin's code an exception came through
+_OWNERS: dict[str, str] = {}
+
+
+def _prefix(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] != "rt":
+        return parts[0]  # a third-party plugin's package
+    return ".".join(parts[:3]) if parts[1:2] == ["plugins"] else module
+
+
+def own(module: str, plugin: str | None) -> None:
+    """Record that `module` (and its package) is `plugin`'s code."""
+    if plugin and module:
+        _OWNERS.setdefault(_prefix(module), plugin)
+
+
+def _owner(module: str) -> str | None:
+    while module:
+        if module in _OWNERS:
+            return _OWNERS[module]
+        module = module.rpartition(".")[0]
+    return None
+
+
+def plugin_of(exc: BaseException) -> str | None:
+    """The plugin whose code `exc` was raised in or passed through (the innermost one)."""
+    found, tb = None, exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        obj = frame.f_locals.get("self")
+        for module in (frame.f_globals.get("__name__") or "", type(obj).__module__ if obj is not None else ""):
+            found = _owner(module) or found
+        tb = tb.tb_next
+    return found
+
+
 def disabled_names() -> set[str]:
     return {n.strip() for n in os.environ.get("RT_DISABLED_PLUGINS", "").split(",") if n.strip()}
 
@@ -136,13 +173,21 @@ class Manager:
                 plugin = ep.load()
             except Exception as e:
                 raise RtError(f"plugin {ep.name}: cannot load {ep.value}: {e}")
+            own(ep.value.partition(":")[0], ep.name)
             self.pm.register(plugin, name=ep.name)
             self.dists[ep.name] = ep.version or "?"
         self.pm.check_pending()
         for impl in self.pm.hook.rt_register.get_hookimpls():
             self.registry._current = impl.plugin_name
-            impl.function(registry=self.registry)
+            try:
+                impl.function(registry=self.registry)
+            except RtError:
+                raise
+            except Exception as e:
+                raise RtError(f"plugin {impl.plugin_name}: rt_register: {describe(e)}") from None
         self.registry._current = None
+        for item in (*self.registry.backends.values(), *self.registry.verbs.values()):
+            own(item.target.partition(":")[0], item.plugin)
         return self
 
     def select(self, explicit: str | None, annotations: dict | None) -> BackendInfo:
@@ -165,6 +210,7 @@ def load_target(target: str, plugin: str | None = None):
     if plugin and plugin in disabled_names():
         raise RtError(f"plugin {plugin!r} is disabled by RT_DISABLED_PLUGINS")
     mod, _, attr = target.partition(":")
+    own(mod, plugin)
     try:
         obj = importlib.import_module(mod)
         for part in attr.split("."):
@@ -172,3 +218,12 @@ def load_target(target: str, plugin: str | None = None):
     except (ImportError, AttributeError, ValueError) as e:
         raise RtError(f"cannot load {target}: {e}")
     return obj
+
+
+def describe(e: BaseException) -> str:
+    """An exception as one line: its type and message ("KeyError: 'boom'")."""
+    text = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    if isinstance(e, OSError) and e.filename:
+        text += f": {e.filename}"
+    text = " ".join(text.splitlines())  # one line, as every error is
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

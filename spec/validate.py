@@ -116,6 +116,8 @@ TIME_OFFSET_CLOCKS: tuple[str, ...] = ("monotonic", "boottime")
 VM_IMAGE_FORMATS: tuple[str, ...] = ("raw", "qcow2", "vdi", "vmdk", "vhd")
 
 _U64_MAX = 2**64 - 1
+_PATH_MAX, _NAME_MAX, _UTS_NAME_MAX, _NGROUPS_MAX = 4096, 255, 64, 65536
+_MAJOR_MAX, _MINOR_MAX = 0xFFF, 0xFFFFF  # a dev_t's 12 and 20 bits
 _SEMVER = re.compile(
     r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
@@ -136,13 +138,15 @@ def validate(spec: Spec, *, source: str = "config.json") -> None:
         raise SpecError(e.path, e.reason, source) from None
 
 
-def _q(s: str) -> str:
-    """Quote a string for a message, escaping like JSON."""
-    return msgspec.json.encode(s).decode()
+def _q(s: str, limit: int = 100) -> str:
+    """Quote a string for a message, escaping like JSON; a long one is cut short."""
+    if len(s) <= limit:
+        return msgspec.json.encode(s).decode()
+    return f"{msgspec.json.encode(s[:limit]).decode()[:-1]}...\" ({len(s)} characters)"
 
 
 def _key(path: str, key: str) -> str:
-    return f"{path}[{_q(key)}]"
+    return f"{path}[{msgspec.json.encode(key).decode()}]"
 
 
 def _names(values: tuple[str, ...]) -> str:
@@ -152,11 +156,30 @@ def _names(values: tuple[str, ...]) -> str:
 def _absolute(path: str, value: str, what: str) -> None:
     if not value.startswith("/"):
         raise SpecError(path, f"{what} {_q(value)} is not an absolute path")
+    _path(path, value, what)
+
+
+def _path(path: str, value: str, what: str) -> None:
+    """A path the kernel will take: no NUL, within PATH_MAX and NAME_MAX."""
+    _no_nul(path, value)
+    size = len(value.encode())
+    if size >= _PATH_MAX:
+        raise SpecError(path, f"{what} is {size} bytes long: the kernel takes at most {_PATH_MAX - 1}")
+    for part in value.split("/"):
+        if len(part.encode()) > _NAME_MAX:
+            raise SpecError(path, f"{what} has a component {_q(part, 40)} longer than {_NAME_MAX} bytes")
 
 
 def _no_nul(path: str, value: str) -> None:
     if "\0" in value:
         raise SpecError(path, "must not contain a NUL byte")
+
+
+def _uts_name(path: str, value: str, what: str) -> None:
+    _no_nul(path, value)
+    size = len(value.encode())
+    if size > _UTS_NAME_MAX:
+        raise SpecError(path, f"{what} is {size} bytes long: the kernel takes at most {_UTS_NAME_MAX}")
 
 
 def _u64(path: str, value: int) -> None:
@@ -173,11 +196,19 @@ def _spec(spec: Spec) -> None:
         raise SpecError("$.ociVersion", f"unsupported ociVersion {_q(version)}: expected 1.x.y")
     if spec.root is not None and not spec.root.path:
         raise SpecError("$.root.path", "root path must not be empty")
+    if spec.root is not None:
+        _path("$.root.path", spec.root.path, "root path")
+    _uts_name("$.hostname", spec.hostname, "hostname")
+    _uts_name("$.domainname", spec.domainname, "domainname")
     if spec.process is not None:
         _process("$.process", spec.process)
     for i, mount in enumerate(spec.mounts):
         p = f"$.mounts[{i}]"
         _absolute(f"{p}.destination", mount.destination, "mount destination")
+        _no_nul(f"{p}.source", mount.source)
+        _no_nul(f"{p}.type", mount.type)
+        for j, option in enumerate(mount.options):
+            _no_nul(f"{p}.options[{j}]", option)
         _mappings(f"{p}.uidMappings", mount.uid_mappings)
         _mappings(f"{p}.gidMappings", mount.gid_mappings)
     if spec.hooks is not None:
@@ -193,6 +224,9 @@ def _spec(spec: Spec) -> None:
             for i, hook in enumerate(entries):
                 p = f"$.hooks.{name}[{i}]"
                 _absolute(f"{p}.path", hook.path, "hook path")
+                for field, values in (("args", hook.args), ("env", hook.env)):
+                    for j, value in enumerate(values):
+                        _no_nul(f"{p}.{field}[{j}]", value)
                 if hook.timeout is not None and hook.timeout <= 0:
                     raise SpecError(f"{p}.timeout", f"timeout must be greater than 0, got {hook.timeout}")
     for key in spec.annotations:
@@ -221,8 +255,9 @@ def _process(p: str, proc: Process) -> None:
         raise SpecError(f"{p}.args", "args must contain at least one entry")
     for i, arg in enumerate(proc.args):
         _no_nul(f"{p}.args[{i}]", arg)
-    _no_nul(f"{p}.cwd", proc.cwd)
     _absolute(f"{p}.cwd", proc.cwd, "cwd")
+    _no_nul(f"{p}.apparmorProfile", proc.apparmor_profile)
+    _no_nul(f"{p}.selinuxLabel", proc.selinux_label)
     for i, env in enumerate(proc.env):
         if env.find("=") < 1:
             raise SpecError(f"{p}.env[{i}]", f"invalid environment variable {_q(env)}: expected KEY=value")
@@ -251,6 +286,9 @@ def _process(p: str, proc: Process) -> None:
         _u64(f"{rp}.soft", rl.soft)
         if rl.soft > rl.hard:
             raise SpecError(f"{rp}.soft", f"soft limit {rl.soft} is greater than hard limit {rl.hard}")
+    if len(proc.user.additional_gids) > _NGROUPS_MAX:
+        raise SpecError(f"{p}.user.additionalGids",
+                        f"{len(proc.user.additional_gids)} groups: the kernel takes at most {_NGROUPS_MAX}")
     if proc.oom_score_adj is not None and not -1000 <= proc.oom_score_adj <= 1000:
         raise SpecError(f"{p}.oomScoreAdj", f"expected -1000..1000, got {proc.oom_score_adj}")
     if proc.scheduler is not None:
@@ -322,20 +360,29 @@ def _linux(p: str, linux: Linux) -> None:
             )
         _absolute(f"{dp}.path", dev.path, "device path")
         if dev.type != "p":
-            for name in ("major", "minor"):
-                if getattr(dev, name) is None:
+            for name, top in (("major", _MAJOR_MAX), ("minor", _MINOR_MAX)):
+                value = getattr(dev, name)
+                if value is None:
                     raise SpecError(f"{dp}.{name}", f"{name} is required for device type {_q(dev.type)}")
+                if not 0 <= value <= top:  # what a Linux dev_t holds
+                    raise SpecError(f"{dp}.{name}", f"expected 0..{top}, got {value}")
     if linux.resources is not None:
         _resources(f"{p}.resources", linux.resources)
     for key in linux.sysctl:
         if not key:
             raise SpecError(_key(f"{p}.sysctl", key), "sysctl key must not be empty")
-        if "\0" in key or any(part in ("", ".", "..") for part in key.split("/")):
+        parts = key.split("/") if "/" in key else key.split(".")  # "net/ipv4/conf/eth0.1/x" or "net.ipv4.x"
+        if "\0" in key or any(part in ("", ".", "..") for part in parts):
             raise SpecError(_key(f"{p}.sysctl", key), f"invalid sysctl key {_q(key)}")
         needs = sysctl_namespace(key)
         if needs is None or needs not in {ns.type for ns in linux.namespaces}:
             raise SpecError(_key(f"{p}.sysctl", key), f"sysctl {_q(key)} is not in a separate kernel namespace"
                             + (f" (needs a {needs} namespace)" if needs else ""))
+        _no_nul(_key(f"{p}.sysctl", key), linux.sysctl[key])
+    _no_nul(f"{p}.cgroupsPath", linux.cgroups_path)
+    if "\n" in linux.cgroups_path:  # the kernel refuses it in a cgroup's name
+        raise SpecError(f"{p}.cgroupsPath", "must not contain a newline")
+    _no_nul(f"{p}.mountLabel", linux.mount_label)
     if linux.seccomp is not None:
         _seccomp(f"{p}.seccomp", linux.seccomp)
     if linux.rootfs_propagation and linux.rootfs_propagation not in ROOTFS_PROPAGATIONS:
@@ -432,6 +479,10 @@ def _resources(p: str, res: Resources) -> None:
             )
         if rule.access.strip("rwm"):
             raise SpecError(f"{p}.devices[{i}].access", f"invalid access {_q(rule.access)}: expected r, w, m")
+        for name in ("major", "minor"):
+            value = getattr(rule, name)
+            if value is not None and not -1 <= value <= 0xFFFFFFFF:
+                raise SpecError(f"{p}.devices[{i}].{name}", f"expected 0..4294967295 or -1 (any), got {value}")
     mem = res.memory
     if mem is not None:
         if mem.limit is not None and mem.limit <= 0 and mem.limit != -1:
@@ -483,9 +534,10 @@ def _resources(p: str, res: Resources) -> None:
     for name, rdma in res.rdma.items():
         if rdma.hca_handles is None and rdma.hca_objects is None:
             raise SpecError(_key(f"{p}.rdma", name), "expected hcaHandles or hcaObjects")
-    for key in res.unified:
+    for key, value in res.unified.items():
         if key in ("", ".", "..") or "/" in key or "\0" in key:
             raise SpecError(_key(f"{p}.unified", key), f"invalid cgroup file name {_q(key)}")
+        _no_nul(_key(f"{p}.unified", key), value)
 
 
 def _seccomp(p: str, sc: Seccomp) -> None:

@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import sys
 
 import pytest
 
@@ -288,3 +289,97 @@ def test_spec_rootless(tmp_path):
 def test_spec_into_missing_dir_is_an_rt_error(capsys, tmp_path):
     assert main(["spec", "--bundle", str(tmp_path / "missing")]) == 1
     assert "spec: No such file or directory" in capsys.readouterr().err
+
+
+# --- what `create` says when something fails -----------------------------------------------------
+
+
+FAULTY_PLUGIN = '''
+from rt.core import api
+
+@api.hookimpl
+def rt_register(registry):
+    registry.add_backend("faulty", "rt_faulty_unit:Faulty", version="1")
+
+@api.hookimpl
+def rt_check_spec(spec, plugin):
+    if plugin == "faulty" and spec.annotations.get("faulty.check") == "crash":
+        int("not a number")
+
+class Faulty(api.Backend):
+    def create(self, req):
+        return {}["boom"]
+'''
+
+
+@pytest.fixture
+def faulty_plugin(tmp_path, monkeypatch):
+    """A third-party plugin, installed as pip would (a dist-info with its entry point)."""
+    site = tmp_path / "site"
+    (site / "rt_faulty_unit-1.dist-info").mkdir(parents=True)
+    (site / "rt_faulty_unit-1.dist-info" / "entry_points.txt").write_text("[rt.plugins]\nfaulty = rt_faulty_unit\n")
+    (site / "rt_faulty_unit.py").write_text(FAULTY_PLUGIN)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "rt_faulty_unit", raising=False)
+    monkeypatch.delenv("RT_DISABLED_PLUGINS", raising=False)
+    monkeypatch.delenv("RT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+
+
+def bundle_with(tmp_path, **fields) -> str:
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir(exist_ok=True)
+    cfg = {"ociVersion": "1.2.0", "root": {"path": str(rootfs)},
+           "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}}, **fields}
+    b = tmp_path / "bundle"
+    b.mkdir(exist_ok=True)
+    (b / "config.json").write_text(json.dumps(cfg))
+    return str(b)
+
+
+def error_of(capsys) -> str:
+    err = capsys.readouterr().err
+    m = TEXT_LINE.match(err.rstrip("\n"))
+    assert m and len(err.splitlines()) == 1, err
+    return json.loads(f'"{m.group(1)}"')
+
+
+def test_exception_in_a_plugin_backend_names_the_plugin(capsys, tmp_path, faulty_plugin):
+    b = bundle_with(tmp_path, annotations={"rt.plugin": "faulty"})
+    assert main(["--root", str(tmp_path / "state"), "create", "--bundle", b, "c1"]) == 1
+    assert error_of(capsys) == "plugin faulty: KeyError: 'boom'"
+    assert os.listdir(tmp_path / "state") == []
+
+
+def test_exception_in_a_plugin_check_names_the_plugin(capsys, tmp_path, faulty_plugin):
+    b = bundle_with(tmp_path, annotations={"rt.plugin": "faulty", "faulty.check": "crash"})
+    assert main(["--root", str(tmp_path / "state"), "create", "--bundle", b, "c1"]) == 1
+    assert error_of(capsys) == "plugin faulty: ValueError: invalid literal for int() with base 10: 'not a number'"
+
+
+def test_exception_in_core_code_names_its_type(capsys, tmp_path, monkeypatch):
+    from rt.core.verbs import state
+    def broken(g, opts, pos):
+        return {}["x"]
+    monkeypatch.setattr(state, "run", broken)
+    assert main(["--root", str(tmp_path), "state", "c1"]) == 1
+    assert error_of(capsys) == "KeyError: 'x'"
+
+
+def test_rt_error_messages_stay_as_they_are(capsys, tmp_path, faulty_plugin):
+    b = bundle_with(tmp_path, annotations={"rt.plugin": "nosuch"})
+    assert main(["--root", str(tmp_path / "state"), "create", "--bundle", b, "c1"]) == 1
+    assert error_of(capsys).startswith("unknown plugin 'nosuch'; installed: ")
+
+
+def test_root_path_that_is_a_file(capsys, tmp_path):
+    b = bundle_with(tmp_path)
+    cfg = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    (tmp_path / "file").write_text("")
+    cfg["root"]["path"] = str(tmp_path / "file")
+    (tmp_path / "bundle" / "config.json").write_text(json.dumps(cfg))
+    assert main(["--root", str(tmp_path / "state"), "create", "--bundle", b, "c1"]) == 1
+    assert error_of(capsys) == f"invalid rootfs: {tmp_path}/file: not a directory"
+    cfg["root"]["path"] = "missing"
+    (tmp_path / "bundle" / "config.json").write_text(json.dumps(cfg))
+    assert main(["--root", str(tmp_path / "state"), "create", "--bundle", b, "c1"]) == 1
+    assert error_of(capsys) == f"rootfs ({b}/missing) does not exist"

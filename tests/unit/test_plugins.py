@@ -1,5 +1,7 @@
 """Unit tests of rt.core.plugins: the registry, backend selection, disabling and load_target."""
 import os.path
+import sys
+import types
 
 import pytest
 
@@ -201,3 +203,70 @@ def test_load_target_of_disabled_plugin(monkeypatch):
     assert e.value.msg == "plugin 'app_single' is disabled by RT_DISABLED_PLUGINS"
     # without the plugin name the target still loads (it is only a path)
     assert load_target(APP_TARGET).__name__ == "AppBackend"
+
+
+# --- an exception in plugin code names the plugin ------------------------------------------------------------
+
+
+class FaultyRegister:
+    @api.hookimpl
+    def rt_register(self, registry):
+        raise KeyError("boom")
+
+
+def test_exception_in_rt_register_names_the_plugin():
+    m = Manager()
+    m.pm.register(FaultyRegister(), name="faulty")
+    with pytest.raises(RtError) as e:
+        m.load()
+    assert e.value.msg == "plugin faulty: rt_register: KeyError: 'boom'"
+
+
+BOOM = '''
+from rt.core import api
+
+class Boom(api.Backend):
+    def create(self, req):
+        return {}["boom"]
+'''
+
+
+@pytest.fixture
+def owners(monkeypatch):
+    """plugin_of's module table, restored after the test."""
+    from rt.core import plugins
+    monkeypatch.setattr(plugins, "_OWNERS", dict(plugins._OWNERS))
+    return plugins
+
+
+def test_plugin_of_names_the_plugin_whose_code_raised(tmp_path, monkeypatch, owners):
+    (tmp_path / "rt_boom_plugin.py").write_text(BOOM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "rt_boom_plugin", raising=False)  # gone again after the test
+    backend = load_target("rt_boom_plugin:Boom", "boom")()
+    with pytest.raises(KeyError) as e:
+        backend.create(None)
+    assert owners.plugin_of(e.value) == "boom"
+    assert owners.describe(e.value) == "KeyError: 'boom'"
+
+
+def test_plugin_of_a_builtin_backend_running_core_code(owners):
+    """AppBackend is OciBackend under a name: what fails in its methods is still app_single's."""
+    backend = load_target(APP_TARGET, "app_single")()
+    with pytest.raises(TypeError) as e:
+        backend.kill(types.SimpleNamespace(pid="not a pid"), 0)
+    assert owners.plugin_of(e.value) == "app_single"
+
+
+def test_plugin_of_core_code_is_none(owners):
+    load_target(APP_TARGET, "app_single")
+    with pytest.raises(KeyError) as e:
+        {}["x"]
+    assert owners.plugin_of(e.value) is None
+
+
+def test_describe_os_errors():
+    from rt.core.plugins import describe
+    assert describe(FileNotFoundError(2, "No such file or directory", "/x")) == \
+        "FileNotFoundError: No such file or directory: /x"
+    assert describe(ValueError()) == "ValueError"

@@ -462,7 +462,7 @@ ERROR_CASES: list[tuple[Callable[[dict[str, Any]], None], str, str]] = [
         '"/proc/self/ns/net" is a "net" namespace, expected "pid"',
     ),
     (_set("linux.namespaces.0.path", "/"), "$.linux.namespaces[0].path", "is not a namespace"),
-    (_set("linux.namespaces.0.path", "/a\0b"), "$.linux.namespaces[0].path", "cannot open namespace path"),
+    (_set("linux.namespaces.0.path", "/a\0b"), "$.linux.namespaces[0].path", "must not contain a NUL byte"),
     (
         _set("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 0}]),
         "$.linux.uidMappings[0].size",
@@ -485,8 +485,20 @@ ERROR_CASES: list[tuple[Callable[[dict[str, Any]], None], str, str]] = [
         "not an absolute path",
     ),
     (_set("linux.devices", [{"path": "/dev/x", "type": "b"}]), "$.linux.devices[0].major", "required"),
+    (_set("linux.devices", [{"path": "/dev/x", "type": "c", "major": 4096, "minor": 0}]), "$.linux.devices[0].major",
+     "expected 0..4095, got 4096"),
+    (_set("linux.devices", [{"path": "/dev/x", "type": "c", "major": 1, "minor": -1}]), "$.linux.devices[0].minor",
+     "expected 0..1048575, got -1"),
+    (_set("linux.resources.devices", [{"allow": True, "major": -2}]), "$.linux.resources.devices[0].major",
+     "expected 0..4294967295 or -1 (any), got -2"),
+    (_set("linux.resources.devices", [{"allow": True, "minor": 2**32}]), "$.linux.resources.devices[0].minor",
+     "got 4294967296"),
+    (_set("process.user", {"uid": 0, "gid": 0, "additionalGids": [1] * 65537}), "$.process.user.additionalGids",
+     "65537 groups: the kernel takes at most 65536"),
     (_set("linux.sysctl", {"": "1"}), '$.linux.sysctl[""]', "sysctl key must not be empty"),
     (_set("linux.sysctl", {"net/../../x": "1"}), '$.linux.sysctl["net/../../x"]', "invalid sysctl key"),
+    (_set("linux.sysctl", {"net..x": "1"}), '$.linux.sysctl["net..x"]', "invalid sysctl key"),
+    (_set("linux.sysctl", {"net.ipv4.": "1"}), '$.linux.sysctl["net.ipv4."]', "invalid sysctl key"),
     (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_NOPE"}), "$.linux.seccomp.defaultAction", "unknown seccomp action"),
     (
         _set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x"], "action": "ALLOW"}]}),
@@ -542,6 +554,29 @@ ERROR_CASES: list[tuple[Callable[[dict[str, Any]], None], str, str]] = [
     (_set("linux.intelRdt", {"memBwSchema": "L3:0=1"}), "$.linux.intelRdt.memBwSchema", "MB:"),
     (_set("linux.personality", {"domain": "LINUX64"}), "$.linux.personality.domain", "unknown personality domain"),
     (_set("vm", {"kernel": {"path": "vmlinuz"}}), "$.vm.kernel.path", "not an absolute path"),
+    # what the kernel would refuse (or a C string would cut short) is refused here, by name
+    (_set("root.path", "root\0fs"), "$.root.path", "must not contain a NUL byte"),
+    (_set("root.path", "r" * 256), "$.root.path", "longer than 255 bytes"),
+    (_set("hostname", "h" * 65), "$.hostname", "hostname is 65 bytes long: the kernel takes at most 64"),
+    (_set("hostname", "a\0b"), "$.hostname", "must not contain a NUL byte"),
+    (_set("domainname", "é" * 33), "$.domainname", "domainname is 66 bytes long"),
+    (_set("mounts.0.destination", "/" + "d" * 256), "$.mounts[0].destination", "longer than 255 bytes"),
+    (_set("mounts.0.destination", "/d" * 2048), "$.mounts[0].destination", "4096 bytes long: the kernel takes at most 4095"),
+    (_set("mounts.0.source", "pr\0c"), "$.mounts[0].source", "must not contain a NUL byte"),
+    (_set("mounts.0.options", ["ro", "x\0"]), "$.mounts[0].options[1]", "must not contain a NUL byte"),
+    (_set("process.cwd", "/" + "c" * 300), "$.process.cwd", "longer than 255 bytes"),
+    (_set("process.selinuxLabel", "a\0"), "$.process.selinuxLabel", "must not contain a NUL byte"),
+    (_set("hooks.poststop", [{"path": "/bin/true"}, {"path": "/bin/true", "env": ["A=\0"]}]), "$.hooks.poststop[1].env[0]",
+     "must not contain a NUL byte"),
+    (_set("hooks.poststop", [{"path": "/bin/true", "args": ["x"]}, {"path": "x"}]), "$.hooks.poststop[1].path",
+     "not an absolute path"),
+    (_set("linux.cgroupsPath", "/a\0b"), "$.linux.cgroupsPath", "must not contain a NUL byte"),
+    (_set("linux.cgroupsPath", "/a\nb"), "$.linux.cgroupsPath", "must not contain a newline"),
+    (_set("linux.mountLabel", "a\0b"), "$.linux.mountLabel", "must not contain a NUL byte"),
+    (_set("linux.maskedPaths", ["/proc/\0"]), "$.linux.maskedPaths[0]", "must not contain a NUL byte"),
+    (_set("linux.resources.unified", {"pids.max": "1\0"}), '$.linux.resources.unified["pids.max"]', "NUL"),
+    (_set("linux.devices", [{"path": "/dev/" + "x" * 256, "type": "c", "major": 1, "minor": 1}]),
+     "$.linux.devices[0].path", "longer than 255 bytes"),
     (_set("vm", {"kernel": {"path": "/k"}, "image": {"path": "/i", "format": "iso"}}), "$.vm.image.format", "unknown"),
 ]
 
@@ -718,3 +753,11 @@ def test_random_bytes_only_raise_spec_error(data: bytes) -> None:
         load_config(data)
     except SpecError:
         pass
+
+
+def test_long_values_are_cut_short_in_messages() -> None:
+    doc = copy.deepcopy(BASE_CONFIG)
+    doc["process"]["capabilities"]["bounding"] = ["C" * 70_000]
+    err = spec_error(doc)
+    assert err.path == "$.process.capabilities.bounding[0]"
+    assert err.reason == f'unknown capability "{"C" * 100}..." (70000 characters)'
