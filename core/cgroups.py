@@ -32,13 +32,17 @@ class Layout:
                 mnt = fields[4].replace("\\040", " ")
                 if fstype not in ("cgroup", "cgroup2") or not mounted_at(mnt, fields[2]):
                     continue
+                # the first mount of each, but one under /sys/fs/cgroup wins (a chroot's or a
+                # container's bind of the same hierarchy may come first)
                 if fstype == "cgroup2":
-                    unified = unified or mnt
+                    if unified is None or (_canonical(mnt) and not _canonical(unified)):
+                        unified = mnt
                 else:
                     for o in opts.split(","):
                         if o in ("rw", "ro") or o.startswith("release_agent") or o in ("clone_children", "noprefix", "xattr"):
                             continue
-                        v1.setdefault(o, mnt)
+                        if o not in v1 or (_canonical(mnt) and not _canonical(v1[o])):
+                            v1[o] = mnt
         # cgroup2 at the top (or no v1 controller at all) is a v2 host, whatever named v1
         # hierarchies (name=systemd) hang around elsewhere.
         if unified and (unified == "/sys/fs/cgroup" or not any(not k.startswith("name=") for k in v1)):
@@ -53,6 +57,10 @@ class Layout:
             except OSError:
                 return set()
         return {k for k in self.v1 if not k.startswith("name=")}
+
+
+def _canonical(path: str) -> bool:
+    return path == "/sys/fs/cgroup" or path.startswith("/sys/fs/cgroup/")
 
 
 def _is_mounted_at(path: str, dev: str) -> bool:
@@ -88,6 +96,14 @@ def normalize_path(cgroups_path: str | None, cid: str) -> str:
     if path == "/":
         raise ValueError(f"linux.cgroupsPath {cgroups_path!r} names the root cgroup")
     return path
+
+
+class WriteError(OSError):
+    """The kernel refused `value` for the cgroup file `filename`."""
+
+    def __init__(self, err: OSError, path: str, value):
+        super().__init__(err.errno, err.strerror, path)
+        self.value = value
 
 
 def _write(path: str, value) -> None:
@@ -199,11 +215,19 @@ class Cgroup:
         for d in self.dirs().values():
             _write(os.path.join(d, "cgroup.procs"), pid)
 
-    def procs(self) -> list[int]:
-        try:
-            return sorted({int(x) for x in _read(os.path.join(self.main_dir, "cgroup.procs")).split()})
-        except FileNotFoundError:
-            return []
+    def procs(self, everywhere: bool = False) -> list[int]:
+        """Every process in the group and in the subgroups below it (in one hierarchy, or with
+        `everywhere` in each: a v1 process may sit in some hierarchies and not others)."""
+        found: set[int] = set()
+        todo = list(self.dirs().values()) if everywhere else [self.main_dir]
+        while todo:
+            d = todo.pop()
+            try:
+                found.update(int(x) for x in _read(os.path.join(d, "cgroup.procs")).split())
+                todo.extend(e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False))
+            except FileNotFoundError:
+                pass
+        return sorted(found)
 
     def exists(self) -> bool:
         return os.path.isdir(self.main_dir)
@@ -248,6 +272,8 @@ class Cgroup:
 
     def kill_all(self, sig: int = SIGKILL) -> None:
         """Signal every process; SIGKILL uses cgroup.kill where the kernel has it."""
+        if sig == SIGKILL:
+            self._thaw_v1_subtree()
         d = self.dirs().get("")
         if sig == SIGKILL and d and os.path.exists(os.path.join(d, "cgroup.kill")):
             _write(os.path.join(d, "cgroup.kill"), 1)
@@ -257,6 +283,19 @@ class Cgroup:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+
+    def _thaw_v1_subtree(self) -> None:
+        """A v1-frozen task cannot die: thaw every group below too (a system container may
+        freeze a subgroup of its own, which thawing the top does not undo)."""
+        d = self._dir("freezer")
+        if d is None or self.layout.mode == V2:
+            return
+        for top, _dirs, files in os.walk(d):
+            if "freezer.state" in files:
+                try:
+                    _write(os.path.join(top, "freezer.state"), "THAWED")
+                except OSError:
+                    pass
 
     def destroy(self, timeout: float = 5.0) -> None:
         """Remove the group (and empty parents we may have made under /rt)."""
@@ -320,8 +359,9 @@ class Cgroup:
                 attach(self.dirs()[""], rules)
             return []
         d = self._dir("devices")
-        if d is None:
-            return ["no devices cgroup on this host: device rules are not enforced"] if rules else []
+        if d is None:  # runc too: without it a container reaches every device node
+            raise ValueError("the devices cgroup controller is not mounted on this host: "
+                             "the container's device rules cannot be enforced")
         for r in rules:
             kind = r.get("type") or "a"
             major = "*" if r.get("major") is None else r["major"]
@@ -412,9 +452,9 @@ class Cgroup:
             skipped.append("linux.resources.unified needs cgroup v2 (this host is %s)" % self.layout.mode)
         for ctrl, name, value in writes:
             d = self._dir(ctrl)
-            if d is None:
-                skipped.append(f"{name}: no {ctrl} controller on this host")
-                continue
+            if d is None:  # what the host cannot honour fails loudly: a limit silently dropped is none
+                raise ValueError(f"linux.resources: {name} needs the {ctrl} cgroup controller, "
+                                 "which is not mounted on this host")
             path = os.path.join(d, name)
             if name == "blkio.weight" and not os.path.exists(path):
                 path = os.path.join(d, "blkio.bfq.weight")  # kernels with BFQ and no CFQ
@@ -422,4 +462,6 @@ class Cgroup:
                 _write(path, value)
             except FileNotFoundError:
                 skipped.append(f"{name}: not supported by this kernel")
+            except OSError as e:
+                raise WriteError(e, path, value) from None
         return skipped

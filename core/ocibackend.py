@@ -7,7 +7,7 @@ Kept import-light: short verbs instantiate subclasses of it.
 import os
 from _signal import SIGKILL  # not `signal`: it imports enum
 
-from . import api
+from . import api, hostmounts
 from .backend import Backend, Created, CreateRequest
 from .errors import RtError
 
@@ -28,6 +28,14 @@ class OciBackend(Backend):
     def release(self, c) -> None:
         """Undo what prepare/on_child added (called by delete, also after a failed create)."""
 
+    # A subcgroup that the container's processes join, below the one that holds the limits,
+    # so that a container allowed to write its cgroup cannot reach them (LXC's
+    # lxc.cgroup.dir.container.inner). "" puts them in the limited cgroup itself.
+    payload_cgroup = ""
+
+    def _payload(self, cg):
+        return api.Cgroup(cg.path + "/" + self.payload_cgroup) if self.payload_cgroup else cg
+
     # --- the mechanism --------------------------------------------------------------
     def _cgroup(self, c):
         path = c.extra.get("cgroup")
@@ -42,28 +50,71 @@ class OciBackend(Backend):
         except ValueError as e:
             raise RtError(f"config.json: $.linux.cgroupsPath: {e}")
         cg = api.Cgroup(path)
+        for d in cg.dirs().values():  # room for its files: the kernel takes paths below PATH_MAX
+            if len(d.encode()) + len("/cgroup.subtree_control") >= 4096:
+                raise RtError(f"config.json: $.linux.cgroupsPath: {len(path.encode())} bytes long: too long for "
+                              f"a cgroup below {d[:len(d) - len(path)] or '/'} (paths take at most 4095 bytes)")
+        if not cg.dirs():
+            raise RtError("no cgroup hierarchy is mounted on this host (no cgroup or cgroup2 filesystem "
+                          "is where /proc/self/mountinfo says)")
+        busy = cg.procs(everywhere=True)
+        if busy:  # someone else's (another root's container, a service): never ours to kill
+            raise RtError(f"container's cgroup is not empty: {len(busy)} process(es) found in {path} "
+                          "(linux.cgroupsPath must name a cgroup of this container alone)")
         req.save_extra(cgroup=path)
+        events = None
         try:
-            cg.create()
+            try:
+                cg.create()
+            except OSError as e:
+                raise RtError(f"linux.cgroupsPath: cannot create cgroup {e.filename or path}: {e.strerror}") from None
+            events = limit_events(cg)
             for msg in self._apply(cg, req.config.get("linux", {}).get("resources")):
                 req.warn(msg)
-            for msg in cg.apply_devices(api.device_rules(req.spec)):
-                req.warn(msg)
-            plan = api.build_plan(req.spec, rootfs=req.rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=cg,
+            try:
+                for msg in cg.apply_devices(api.device_rules(req.spec)):
+                    req.warn(msg)
+            except OSError as e:
+                raise RtError(f"linux.resources.devices: the kernel refused the device rules: {e.strerror}")
+            except ValueError as e:
+                raise RtError(str(e)) from None
+            payload = self._payload(cg)
+            if payload is not cg:
+                payload.create()  # after the device rules: a v1 child copies its parent's
+            plan = api.build_plan(req.spec, rootfs=req.rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=payload,
                                   no_pivot=req.no_pivot, preserve_fds=req.preserve_fds, warn=req.warn,
                                   state_template={"ociVersion": "1.2.0", "id": req.id, "status": "creating",
                                                   "pid": "__PID__", "bundle": req.bundle,
                                                   "annotations": req.spec.annotations or {}})
             self.prepare(req, plan)
-            launched = self._launch(plan, req.console_socket, req.spec.process, cg,
+            if not plan["unshare_mount"] and not any(k == "mount" for k, _ in plan["join"]):
+                # its mounts go into our namespace: know which are its
+                req.save_extra(mounts_base=sorted(hostmounts.under(req.rootfs)))
+            # set from the host, as runc does: the container may have no /proc of its own
+            oom_score_adj, plan["oom_score_adj"] = plan["oom_score_adj"], None
+            launched = self._launch(plan, req.console_socket, req.spec.process, payload,
                                     on_child=lambda pid: self.on_child(req, pid),
                                     on_hooks=req.hooks.create_runtime if req.hooks else None)
-        except BaseException:
-            cg.kill_all()
-            cg.destroy()
-            self.release(_Partial(req))
+            if oom_score_adj is not None:
+                set_oom_score_adj(launched.pid, oom_score_adj)
+            if "mounts_base" in req.extra:
+                req.save_extra(host_mounts=hostmounts.made_since(req.rootfs, req.extra["mounts_base"]))
+        except BaseException as e:
+            cause = limit_error(cg, events, req.config) if isinstance(e, Exception) else None
+            cause = cause or seccomp_error(req.spec, e)
+            try:
+                cg.kill_all()
+                cg.destroy()
+            except OSError as why:  # the error to report is the one that made us roll back
+                req.warn(f"create {req.id}: cannot remove cgroup {path}: {why.strerror}")
+            finally:  # the plugin's release (address lease, veth) even if the cgroup stays
+                self._detach_mounts(req.rootfs, getattr(req, "extra", {}))
+                self.release(_Partial(req))
+            if cause:  # what killed the init, by name
+                raise RtError(cause) from None
             raise
-        return Created(launched.pid, {"cgroup": path})
+        return Created(launched.pid, {k: v for k, v in req.extra.items() if k in ("cgroup", "host_mounts")}
+                       | {"cgroup": path})
 
     @staticmethod
     def _launch(plan, console_socket, proc, cg, extra_fds=(), **callbacks):
@@ -89,8 +140,18 @@ class OciBackend(Backend):
             cg = self._cgroup(c)
             if cg.exists():
                 cg.kill_all(SIGKILL)
-                cg.destroy()
+            cg.destroy()  # also a half-made one: a create killed while making it
+        self._detach_mounts(c.record.get("rootfs"), c.extra)
         self.release(c)
+
+    @staticmethod
+    def _detach_mounts(rootfs, extra) -> None:
+        """The mounts a container without its own mount namespace made in ours."""
+        mounts = extra.get("host_mounts")
+        if mounts is None and "mounts_base" in extra and rootfs:  # a create that did not finish
+            mounts = hostmounts.made_since(rootfs, extra["mounts_base"])
+        for msg in hostmounts.detach(mounts or []):
+            raise RtError(msg)
 
     def pids(self, c) -> list[int]:
         return self._cgroup(c).procs()
@@ -107,10 +168,14 @@ class OciBackend(Backend):
 
     @staticmethod
     def _apply(cg, resources) -> list[str]:
+        from .cgroups import WriteError
         try:
             return cg.apply(resources)
         except ValueError as e:
             raise RtError(str(e))
+        except WriteError as e:
+            raise RtError(f"{resource_setting(e.filename, e.value, resources)}: cannot write {e.value} "
+                          f"to {e.filename}: {e.strerror}")
 
     def exec(self, c, req: dict) -> int:
         try:  # pin the init: a pidfd cannot come to mean another process, as a pid can
@@ -124,7 +189,7 @@ class OciBackend(Backend):
                                        seccomp=req.get("seccomp"), preserve_fds=req["preserve_fds"], pidfd=pidfd,
                                        warn=req["warn"])
             self.prepare_exec(c, plan)
-            return self._launch(plan, req.get("console_socket"), req["process"], self._cgroup(c),
+            return self._launch(plan, req.get("console_socket"), req["process"], self._payload(self._cgroup(c)),
                                 extra_fds=(pidfd,)).pid
         except api.ShimFailed as e:
             raise RtError(f"exec failed: {e.reason}")
@@ -133,6 +198,116 @@ class OciBackend(Backend):
                 os.close(pidfd)
             except OSError:
                 pass  # handed over to the shim and closed by the launcher
+
+
+def seccomp_error(spec, e: BaseException) -> str | None:
+    """An init that died without a word under a seccomp filter that refuses calls: say so, naming
+    the action most likely to blame."""
+    from rt.shim.protocol import ProtocolError, ShimFailed
+    sc = spec.linux.seccomp if spec.linux else None
+    if sc is None or not isinstance(e, ProtocolError) or isinstance(e, ShimFailed):
+        return None
+    allowed = ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY")
+    why = f"{e} (stopped by its seccomp filter?)"
+    if sc.default_action not in allowed:
+        return f"{why}: linux.seccomp.defaultAction is {sc.default_action}"
+    for i, call in enumerate(sc.syscalls):
+        if call.action not in allowed:
+            return f"{why}: linux.seccomp.syscalls[{i}].action is {call.action} for {', '.join(call.names[:3])}"
+    return None
+
+
+def set_oom_score_adj(pid: int, value: int) -> None:
+    path = f"/proc/{pid}/oom_score_adj"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        why = " (lowering it needs CAP_SYS_RESOURCE)" if e.errno == 13 else ""
+        raise RtError(f"process.oomScoreAdj: cannot write {value} to {path}: {e.strerror}{why}")
+
+
+def _event(path: str | None, key: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, TypeError, ValueError):
+        pass
+    return 0
+
+
+def limit_events(cg) -> tuple[int, int]:
+    """How often the kernel OOM-killed in the cgroup (v1 memory.oom_control, v2 memory.events)
+    and refused a fork for its pids limit (pids.events)."""
+    dirs = cg.dirs()
+    if cg.layout.mode == "v2":
+        mem = pids = dirs.get("")
+        mem_file = "memory.events"
+    else:
+        mem, pids, mem_file = dirs.get("memory"), dirs.get("pids"), "memory.oom_control"
+    return (_event(mem and os.path.join(mem, mem_file), "oom_kill"),
+            _event(pids and os.path.join(pids, "pids.events"), "max"))
+
+
+def limit_error(cg, before: tuple[int, int] | None, config: dict) -> str | None:
+    """Why the init died during create when a limit of the cgroup killed it (runc's wording for an
+    OOM kill), naming the setting."""
+    if before is None:
+        return None
+    ooms, forks = (a - b for a, b in zip(limit_events(cg), before))
+    res = (config.get("linux") or {}).get("resources") or {}
+    mem, unified = res.get("memory") or {}, res.get("unified") or {}
+    if ooms > 0:
+        msg = "container init was OOM-killed (memory limit too low?)"
+        settings = (("linux.resources.memory.limit", mem.get("limit")),
+                    ('linux.resources.unified["memory.max"]', unified.get("memory.max")),
+                    ("linux.resources.memory.swap", mem.get("swap")))
+    elif forks > 0:
+        msg = "container init could not start: the pids limit refused a new process"
+        settings = (("linux.resources.pids.limit", (res.get("pids") or {}).get("limit")),
+                    ('linux.resources.unified["pids.max"]', unified.get("pids.max")))
+    else:
+        return None
+    for setting, value in settings:
+        if value is not None and value != -1:
+            return f"{msg}: {setting} is {value}"
+    return msg
+
+
+# cgroup file -> the linux.resources setting written to it
+_SETTINGS = {
+    "memory.limit_in_bytes": "memory.limit", "memory.max": "memory.limit",
+    "memory.soft_limit_in_bytes": "memory.reservation", "memory.low": "memory.reservation",
+    "memory.memsw.limit_in_bytes": "memory.swap", "memory.swap.max": "memory.swap",
+    "memory.swappiness": "memory.swappiness", "memory.oom_control": "memory.disableOOMKiller",
+    "cpu.shares": "cpu.shares", "cpu.weight": "cpu.shares", "cpu.cfs_period_us": "cpu.period",
+    "cpu.cfs_quota_us": "cpu.quota", "cpu.max": "cpu.quota/cpu.period", "cpuset.cpus": "cpu.cpus",
+    "cpuset.mems": "cpu.mems", "pids.max": "pids.limit", "blkio.weight": "blockIO.weight",
+    "blkio.bfq.weight": "blockIO.weight", "blkio.leaf_weight": "blockIO.leafWeight",
+    "blkio.weight_device": "blockIO.weightDevice", "io.weight": "blockIO.weight",
+    "blkio.throttle.read_bps_device": "blockIO.throttleReadBpsDevice",
+    "blkio.throttle.write_bps_device": "blockIO.throttleWriteBpsDevice",
+    "blkio.throttle.read_iops_device": "blockIO.throttleReadIOPSDevice",
+    "blkio.throttle.write_iops_device": "blockIO.throttleWriteIOPSDevice", "io.max": "blockIO",
+    "rdma.max": "rdma", "net_cls.classid": "network.classID", "net_prio.ifpriomap": "network.priorities",
+}
+
+
+def resource_setting(path: str, value, resources: dict | None) -> str:
+    """The linux.resources setting that a write of `value` to cgroup file `path` came from."""
+    name = os.path.basename(path)
+    unified = (resources or {}).get("unified") or {}
+    if name in unified and str(unified[name]) == str(value):
+        return f'linux.resources.unified["{name}"]'
+    if name.startswith("hugetlb."):
+        return "linux.resources.hugepageLimits"
+    return "linux.resources." + _SETTINGS.get(name, name)
 
 
 class _Partial:

@@ -48,12 +48,16 @@ DEFAULT_DEVICE_RULES = [
 
 
 def device_rules(spec) -> list[dict]:
-    """The device cgroup allow/deny list: the spec's rules, then the defaults and linux.devices."""
+    """The device cgroup allow/deny list: deny all, the spec's rules, then the defaults and
+    linux.devices. Like runc, the base is deny-all whether or not the spec starts with it:
+    without it a spec with no device rules left every device open (mknod /dev/kmsg)."""
     linux = spec.linux
-    rules = []
+    rules = [{"allow": False, "type": "a", "major": None, "minor": None, "access": "rwm"}]
     if linux and linux.resources:
-        rules = [{"allow": d.allow, "type": d.type or "a", "major": d.major, "minor": d.minor,
-                  "access": d.access or "rwm"} for d in linux.resources.devices]
+        def number(n):  # -1 is "any", as in runc
+            return None if n is None or n < 0 else n
+        rules += [{"allow": d.allow, "type": d.type or "a", "major": number(d.major), "minor": number(d.minor),
+                   "access": d.access or "rwm"} for d in linux.resources.devices]
     rules += [{"allow": True, "type": t, "major": ma, "minor": mi, "access": a} for t, ma, mi, a in DEFAULT_DEVICE_RULES]
     for d in (linux.devices if linux else []):
         if d.type in ("c", "b", "u"):
@@ -164,15 +168,23 @@ def host_lsms() -> set[str]:
     return out
 
 
-def lsm_plan(proc, mount_label: str = "") -> dict:
+def lsm_plan(proc) -> dict:
     """process.apparmorProfile / selinuxLabel to apply at exec, or a clear error without the LSM."""
-    have = host_lsms() if (proc.apparmor_profile or proc.selinux_label or mount_label) else set()
+    have = host_lsms() if (proc.apparmor_profile or proc.selinux_label) else set()
     if proc.apparmor_profile and "apparmor" not in have:
         raise RtError("config.json: $.process.apparmorProfile: AppArmor is not enabled on this host")
-    if (proc.selinux_label or mount_label) and "selinux" not in have:
-        field = "process.selinuxLabel" if proc.selinux_label else "linux.mountLabel"
-        raise RtError(f"config.json: $.{field}: SELinux is not enabled on this host")
+    if proc.selinux_label and "selinux" not in have:
+        raise RtError("config.json: $.process.selinuxLabel: SELinux is not enabled on this host")
     return {"apparmor": proc.apparmor_profile or None, "selinux": proc.selinux_label or None}
+
+
+def mount_label(linux, warn) -> str:
+    """linux.mountLabel, or "" without SELinux: nothing to label then (as crun)."""
+    label = linux.mount_label if linux else ""
+    if label and "selinux" not in host_lsms():
+        warn("linux.mountLabel is ignored: SELinux is not enabled on this host")
+        return ""
+    return label
 
 
 def id_maps(uids, gids) -> dict[str, str]:
@@ -220,7 +232,12 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
             raise RtError("config.json: $.linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
         userns = id_maps(linux.uid_mappings, linux.gid_mappings)
     types = {ns.type for ns in namespaces}
-    lsm = lsm_plan(proc, linux.mount_label if linux else "")
+    if "mount" not in types and linux and (linux.masked_paths or linux.readonly_paths):
+        # runc's rule and words: they would be mounts over paths of the caller's own tree
+        field = "maskedPaths" if linux.masked_paths else "readonlyPaths"
+        raise RtError(f"config.json: $.linux.{field}: unable to restrict sys entries without a private MNT namespace")
+    lsm = lsm_plan(proc)
+    label = mount_label(linux, warn)
 
     mounts, dev_is_tmpfs, has_pts = [], False, False
     for i, m in enumerate(spec.mounts):
@@ -251,8 +268,8 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         if m.destination == "/dev" and not bind:
             dev_is_tmpfs = True
         has_pts = has_pts or m.destination == "/dev/pts"
-        if linux and linux.mount_label and not bind and fstype in ("tmpfs", "mqueue", "devpts", "sysfs"):
-            data = ",".join(x for x in (data, f'context="{linux.mount_label}"') if x)
+        if label and not bind and fstype in ("tmpfs", "mqueue", "devpts", "sysfs"):
+            data = ",".join(x for x in (data, f'context="{label}"') if x)
         rset, rclr = recursive_attrs(m.options)
         mounts.append({"source": src, "destination": m.destination, "type": fstype, "bind": bind,
                        "recursive": rec, "flags": flags & ~4096, "propagation": prop, "data": data,
@@ -297,7 +314,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "domainname": spec.domainname or None,
         "sysctl": sorted((linux.sysctl if linux else {}).items()),
         "loopback": "network" in unshare,
-        "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
+        "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard, r.type) for r in proc.rlimits],
         "oom_score_adj": proc.oom_score_adj,
         "fifo": fifo, "preserve_fds": preserve_fds, "last_cap": last_cap, "seccomp": seccomp,
         "hooks": {k: v for k, v in hooks.items() if k in ("createContainer", "startContainer")},
@@ -356,7 +373,7 @@ def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp
         "host_propagation": 0, "root_propagation": 0, "no_pivot": False, "readonly": False, "mounts": [],
         "devices": [], "symlinks": [], "masked_paths": [], "readonly_paths": [], "hostname": None,
         "domainname": None, "sysctl": [], "loopback": False,
-        "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard) for r in proc.rlimits],
+        "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard, r.type) for r in proc.rlimits],
         "oom_score_adj": None, "fifo": None, "preserve_fds": preserve_fds, "last_cap": last_cap,
         "seccomp": _exec_seccomp(seccomp, warn), "lsm": lsm_plan(proc),
         "process": process_plan(proc, warn),

@@ -116,4 +116,16 @@ def compile_filter(sc, warn=lambda msg: None) -> dict:
             raise RtError("config.json: $.linux.seccomp.listenerPath: SCMP_ACT_NOTIFY needs a listener path")
         flags |= FILTER_FLAGS["SECCOMP_FILTER_FLAG_NEW_LISTENER"]
     return {"bpf": bpf, "flags": flags, "listener": sc.listener_path if notify else None,
-            "listener_metadata": sc.listener_metadata}
+            "listener_metadata": sc.listener_metadata, "execveat": allows(sc, "execveat")}
+
+
+def allows(sc, name: str) -> bool:
+    """Does the profile let `name` through whatever its arguments? The stub execs rt-exec with
+    execveat when it does, and through /proc/self/fd with execve (which any profile allows,
+    or no workload could start) when it does not."""
+    ok = ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG")
+    verdict = sc.default_action in ok
+    for rule in sc.syscalls:
+        if name in rule.names:
+            verdict = rule.action in ok and not rule.args
+    return verdict

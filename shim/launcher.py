@@ -24,16 +24,21 @@ def write_id_maps(pid: int, userns: dict) -> None:
 
 
 def read_only_interpreter() -> int | None:
-    """The interpreter on a detached, read-only mount (open_tree + mount_setattr), as an fd.
+    """The interpreter, to spawn the stub from (posix_spawn of /proc/self/fd/N).
 
-    The stub is this interpreter, and it runs inside the container's namespaces: a process
-    there that holds /proc/<stub>/exe (CVE-2019-5736) reaches the file through this mount,
-    which refuses writes (EROFS), and nothing is attached to the mount table to clean up.
-    None where the kernel or our privileges refuse it (rootless: the file is not ours anyway).
-    """
+    The stub runs inside the container's namespaces: a process there that holds
+    /proc/<stub>/exe (CVE-2019-5736) reaches the file through this mount, which refuses
+    writes (EROFS). None where the kernel or our privileges refuse it (rootless: the file
+    is not ours to write anyway)."""
+    return read_only_file(os.path.realpath(sys.executable))
+
+
+def read_only_file(path: str) -> int | None:
+    """`path` on a detached, read-only mount (open_tree + mount_setattr), as an fd: nothing
+    is attached to the mount table, and the mount goes with its last reference."""
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(428, -100, os.fsencode(os.path.realpath(sys.executable)),  # open_tree(AT_FDCWD, ...)
+    fd = libc.syscall(428, -100, os.fsencode(path),  # open_tree(AT_FDCWD, ...)
                       ctypes.c_uint(1 | os.O_CLOEXEC))  # OPEN_TREE_CLONE
     if fd < 0:
         return None

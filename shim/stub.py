@@ -95,11 +95,12 @@ def open_in_root(rootfd, path, flags=os.O_PATH | os.O_CLOEXEC):
                  f"open {path} in rootfs")
 
 
-def make_target(rootfd, dst, is_dir):
+def make_target(rootfd, dst, is_dir, ordinary=None):
     """Create the mount point `dst` inside the root and return an O_PATH fd to it.
 
     Symlinks on the way are followed as if the rootfs were `/` (a link to /x means
-    <rootfs>/x), and missing parts are created there, never on the host.
+    <rootfs>/x), and missing parts are created there, never on the host. With `ordinary`
+    (proc, sysfs: CVE-2023-28642) a symlink or a non-directory on the way is refused.
     """
     todo = [p for p in dst.split("/") if p]
     done = []
@@ -124,6 +125,8 @@ def make_target(rootfd, dst, is_dir):
                                      0o644, dir_fd=dfd))
                 done.append(part)
                 continue
+            if ordinary and mode & 0o170000 != 0o040000:
+                raise Fail(f'filesystem "{ordinary}" must be mounted on ordinary directory ({dst})')
             if mode & 0o170000 == 0o120000:  # a symlink: continue from its target, inside the root
                 hops += 1
                 if hops > 40:
@@ -157,7 +160,7 @@ def do_mounts(plan, rootfs):
                     is_dir = st.st_mode & 0o170000 == 0o040000
                 except OSError as e:
                     raise Fail(f"mount {src} to {dst}: {e.strerror}")
-            tfd = make_target(rootfd, dst, is_dir)
+            tfd = make_target(rootfd, dst, is_dir, fstype if fstype in ("proc", "sysfs") and not is_bind else None)
             try:
                 # An O_PATH fd names the mount point under a new mount: reopen to reach the new one.
                 if is_bind and m.get("tree_fd") is not None:
@@ -521,7 +524,7 @@ def setup_terminal(console_fd, size, console_bind=False):
         os.close(slave)
 
 
-def run_hooks(stage, hooks, state, exec_fd):
+def run_hooks(stage, hooks, state, exec_fd, execveat=True):
     """createContainer/startContainer hooks, inside the container: state JSON on stdin."""
     import time
     for h in hooks:
@@ -530,7 +533,8 @@ def run_hooks(stage, hooks, state, exec_fd):
         if pid == 0:
             try:
                 os.dup2(r, 0)
-                helper_exec(exec_fd, h["path"], h["args"], dict(e.split("=", 1) for e in h["env"] if "=" in e))
+                helper_exec(exec_fd, h["path"], h["args"], dict(e.split("=", 1) for e in h["env"] if "=" in e),
+                            execveat=execveat)
             finally:
                 os._exit(127)
         os.close(r)
@@ -565,29 +569,48 @@ def mark_cloexec(first):
                 pass
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def is_procfs(path):
+    """statfs(2) magic: a container can mount anything over its /proc (CVE-2019-16884)."""
+    buf = ctypes.create_string_buffer(256)
+    return libc.statfs(b(path), buf) == 0 and int.from_bytes(buf.raw[:8], sys.byteorder) == PROC_SUPER_MAGIC
+
+
 def lsm_attr(lsm):
     """(attr file, label) that the helper writes so its execve switches the AppArmor profile
-    or SELinux label of the workload, or ("-", "-")."""
-    for value, paths in (
-            (lsm.get("apparmor") and "exec " + lsm["apparmor"],
+    or SELinux label of the workload, or ("-", "-"). Fails closed: the core asked for a label
+    because the host enforces that LSM."""
+    for kind, value, paths in (
+            ("apparmor", lsm.get("apparmor") and "exec " + lsm["apparmor"],
              ("/proc/thread-self/attr/apparmor/exec", "/proc/thread-self/attr/exec")),
-            (lsm.get("selinux"), ("/proc/thread-self/attr/exec",))):
+            ("selinux", lsm.get("selinux"), ("/proc/thread-self/attr/exec",))):
         if value:
+            if not is_procfs("/proc/thread-self"):
+                raise Fail(f"{kind} {value}: the container's /proc is not procfs")
             for path in paths:
                 if os.path.exists(path):
                     return path, value
+            raise Fail(f"{kind} {value}: {paths[-1]} does not exist")
     return "-", "-"
 
 
-def helper_exec(exec_fd, path, args, env, lsm=("-", "-")):
+def helper_exec(exec_fd, path, args, env, lsm=("-", "-"), execveat=True):
     """Exec `path` through rt-exec, from the sealed memfd (CVE-2019-5736): the process that
-    execs the workload is never the host's interpreter. Returns only on failure."""
+    execs the workload is never the host's interpreter. Returns only on failure.
+
+    execveat(AT_EMPTY_PATH) needs no path at all; where the seccomp filter does not allow it,
+    execve of /proc/self/fd/N (the container's /proc) reaches the same sealed file."""
     argv = ["rt-exec", lsm[0], lsm[1], path, *args]
-    try:
-        os.execve(exec_fd, argv, env)  # execveat(AT_EMPTY_PATH): no path lookup at all
-    except OSError as e:
-        if e.errno not in (1, 13, 38):  # EPERM, EACCES, ENOSYS: a seccomp filter without execveat
-            raise
+    if execveat:
+        try:
+            os.execve(exec_fd, argv, env)
+        except OSError as e:
+            if e.errno not in (1, 13, 38):  # EPERM, EACCES, ENOSYS
+                raise
+    if not is_procfs("/proc/self/fd"):  # a /proc of the container's own making would run its binary
+        raise Fail("exec: the seccomp profile forbids execveat and the container's /proc is not procfs")
     os.execve(f"/proc/self/fd/{exec_fd}", argv, env)
 
 
@@ -629,6 +652,12 @@ def reset_signals():
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
+def caller_ns_mounts(plan):
+    """A new container (not an exec) whose mounts go into the caller's mount namespace."""
+    return (not plan["unshare_mount"] and not any(ns == "mount" for ns, _ in plan["join"]) and plan["rootfs"]
+            and plan["fifo"] is not None and bool(plan["mounts"] or plan["readonly"]))
+
+
 def container_init(plan, wfd, rfd, fifo, listener):
     global HOST_PID
     p = plan["process"]
@@ -657,6 +686,11 @@ def container_init(plan, wfd, rfd, fifo, listener):
             for path in (rootfs, mount_point_of(os.path.dirname(rootfs)), "/"):
                 mount(None, path, None, MS["private"])
         do_mounts(plan, rootfs)
+    elif caller_ns_mounts(plan):
+        # No mount namespace of its own: the mounts go into the caller's, under the rootfs, as
+        # runc and crun make them; the core records them and detaches them at delete.
+        mount(rootfs, rootfs, None, MS["bind"] | MS["rec"])
+        do_mounts(plan, rootfs)
     hooks = plan.get("hooks") or {}
     state = ""
     if plan.get("hook_sync"):
@@ -676,6 +710,8 @@ def container_init(plan, wfd, rfd, fifo, listener):
         os.chroot(rootfs)
         os.chdir("/")
         write_sysctls(plan)
+        if caller_ns_mounts(plan):
+            finish_rootfs(plan)
     if plan["hostname"] is not None:
         h = b(plan["hostname"])
         check(libc.sethostname(h, len(h)), "sethostname")
@@ -719,13 +755,16 @@ def container_init(plan, wfd, rfd, fifo, listener):
     if hooks.get("startContainer"):
         try:
             run_hooks("startContainer", hooks["startContainer"], state.replace('"created"', '"running"'),
-                      plan["exec_fd"])
+                      plan["exec_fd"], (sc or {}).get("execveat", True))
         except Fail as e:
             os.write(2, f"{e}\n".encode())
             os._exit(1)
     try:
         helper_exec(plan["exec_fd"], exe, p["args"], dict(e.split("=", 1) for e in p["env"]),
-                    lsm_attr(plan.get("lsm") or {}))
+                    lsm_attr(plan.get("lsm") or {}), (sc or {}).get("execveat", True))
+    except Fail as e:
+        os.write(2, f"{e}\n".encode())
+        os._exit(1)
     except OSError as e:
         os.write(2, f"exec rt-exec: {e.strerror}\n".encode())
         os._exit(127)
@@ -773,6 +812,9 @@ def main():
     if msg is None:
         os._exit(1)
     plan = msg["plan"]
+    for fd in (plan.get("exec_fd"), plan.get("join_pidfd")):  # ours: never the workload's, even
+        if fd is not None:  # when they fall in the --preserve-fds range (fexecve needs no inheritance)
+            fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
     try:
         # host paths first: in a user namespace, host root's files are out of reach
         fifo = os.open(plan["fifo"], os.O_RDWR | os.O_CLOEXEC) if plan["fifo"] else -1

@@ -10,7 +10,24 @@ import uuid
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.environ.get("RT_TEST_CACHE", os.path.join(REPO, ".cache"))
+def _searchable_by_all(path: str) -> bool:
+    """Can any uid walk down to `path`? A user namespace's root is an unprivileged host uid."""
+    p = os.path.abspath(path)
+    while True:
+        try:
+            if not os.stat(p).st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            pass
+        if p == "/":
+            return True
+        p = os.path.dirname(p)
+
+
+# the shared rootfs cache; a clone under a private directory (/root is 0700 on Debian) keeps
+# it where the user-namespace tests' unprivileged root can reach it
+CACHE = os.environ.get("RT_TEST_CACHE") or (os.path.join(REPO, ".cache") if _searchable_by_all(REPO)
+                                            else "/var/tmp/rt-test-cache")
 IS_ROOT = os.geteuid() == 0
 
 
@@ -63,6 +80,23 @@ def base_config(rootfs: str, args: list[str]) -> dict:
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
         },
     }
+
+
+def system_config(rootfs: str, args: list[str], annotations: dict | None = None) -> dict:
+    """A system container (lxc_system): its init as args, a writable root, /run, a cgroup namespace."""
+    cfg = base_config(rootfs, args)
+    cfg["root"]["readonly"] = False
+    cfg["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]})
+    cfg["linux"]["namespaces"].append({"type": "cgroup"})
+    cfg["annotations"] = {"rt.plugin": "lxc_system", **(annotations or {})}
+    return cfg
+
+
+def write_bundle(path, cfg: dict) -> str:
+    os.makedirs(path)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    return str(path)
 
 
 class Runtime:

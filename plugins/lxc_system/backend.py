@@ -72,6 +72,7 @@ def _run_host(state_dir: str) -> str:
 
 class SystemBackend(api.OciBackend):
     name = "lxc_system"
+    payload_cgroup = "ns"  # the container's own subtree; the limits stay on its parent
 
     def prepare(self, req, plan) -> None:
         self._system_caps(req.spec.annotations, plan, req.warn)
@@ -103,12 +104,15 @@ class SystemBackend(api.OciBackend):
 
     @staticmethod
     def _system_caps(annotations, plan, warn) -> None:
-        """Unless rt.system.capabilities=spec, the process gets systemd-nspawn's set."""
+        """Unless rt.system.capabilities=spec, the process gets systemd-nspawn's set; without a
+        user namespace, less CAP_DAC_READ_SEARCH: with it open_by_handle_at reaches any host
+        file by its inode number (Docker's 'shocker'), and CAP_DAC_OVERRIDE already lets root
+        inside read its own files."""
         _, system = decode(annotations)
         if system.capabilities == "system" and plan["process"]["uid"] == 0:
             from rt.spec.config import Capabilities
-            caps = Capabilities(bounding=SYSTEM_CAPS, effective=SYSTEM_CAPS, permitted=SYSTEM_CAPS,
-                                inheritable=[], ambient=[])
+            have = SYSTEM_CAPS if system.userns == "auto" else [c for c in SYSTEM_CAPS if c != "CAP_DAC_READ_SEARCH"]
+            caps = Capabilities(bounding=have, effective=have, permitted=have, inheritable=[], ambient=[])
             plan["process"]["caps"] = api.capability_plan(caps, warn)
 
     def on_child(self, req, pid: int) -> None:
@@ -118,12 +122,14 @@ class SystemBackend(api.OciBackend):
         root = os.path.dirname(req.state_dir)
         ipam = api.Ipam(root, net.subnet)
         host_if = api.link_name("rtv", req.id)
-        req.save_extra(net={"subnet": net.subnet, "host_if": host_if, "bridge": net.bridge})
+        # saved before each step, so that release (also after a failed create) undoes just what was done
+        saved = {"subnet": net.subnet, "bridge": net.bridge}
+        req.save_extra(net=saved)
         address = ipam.lease(req.id, net.address)
-        api.ensure_bridge(net.bridge, ipam.gateway)
-        api.add_veth(host_if, net.bridge, pid, net.ifname, address, ipam.gateway, api.mac_for(req.id))
-        req.save_extra(net={"subnet": net.subnet, "host_if": host_if, "bridge": net.bridge,
-                            "address": str(address)})
+        api.ensure_bridge(net.bridge, ipam.gateway, lock_dir=ipam.dir)
+        api.add_veth(host_if, net.bridge, pid, net.ifname, address, ipam.gateway, api.mac_for(req.id),
+                     on_made=lambda: req.save_extra(net=dict(saved, host_if=host_if)))
+        req.save_extra(net=dict(saved, host_if=host_if, address=str(address)))
 
     @staticmethod
     def _unprivileged(req, plan) -> None:
@@ -139,7 +145,7 @@ class SystemBackend(api.OciBackend):
         plan["userns"] = maps
         # on-disk ids 0..65535 appear as base..base+65535, so container root owns its files
         plan["rootfs_idmap"] = {"uid_map": f"0 {base} 65536\n", "gid_map": f"0 {base} 65536\n"}
-        for d in api.Cgroup(req.extra["cgroup"]).dirs().values():
+        for d in api.Cgroup(f"{req.extra['cgroup']}/{SystemBackend.payload_cgroup}").dirs().values():
             for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads", "tasks"):
                 path = os.path.join(d, name)
                 if os.path.exists(path):
@@ -266,17 +272,31 @@ class SystemBackend(api.OciBackend):
         return p.stdout.strip() in ("running", "degraded")
 
     def release(self, c) -> None:
+        """Every step runs even if one fails (the lease is returned whatever happened to
+        the veth); the failures are reported together afterwards."""
+        root, net = os.path.dirname(c.dir), c.extra.get("net")
+        steps = []
         if c.extra.get("idrange") is not None:
-            api.IdRanges(os.path.dirname(c.dir)).release(c.id)
-        mon = c.extra.get("monitor")
-        if mon:
+            steps.append(("id range", lambda: api.IdRanges(root).release(c.id)))
+        if c.extra.get("monitor"):
+            steps.append(("monitor", lambda: self._kill_monitor(c.extra["monitor"])))
+        if net and net.get("host_if"):
+            steps.append((f"veth {net['host_if']}", lambda: api.delete_link(net["host_if"])))
+        if net:
+            steps.append((f"address lease in {net['subnet']}", lambda: api.Ipam(root, net["subnet"]).release(c.id)))
+        failed = []
+        for what, step in steps:
             try:
-                if mon["pid"] != os.getpid() and _start_time(mon["pid"]) == mon["start"]:
-                    os.kill(mon["pid"], 9)
-            except (OSError, ValueError, IndexError):
-                pass
-        net = c.extra.get("net")
-        if not net:
-            return
-        api.delete_link(net["host_if"])
-        api.Ipam(os.path.dirname(c.dir), net["subnet"]).release(c.id)
+                step()
+            except Exception as e:
+                failed.append(f"{what}: {e}")
+        if failed:
+            raise api.RtError(f"{c.id}: could not release " + "; ".join(failed))
+
+    @staticmethod
+    def _kill_monitor(mon: dict) -> None:
+        try:
+            if mon["pid"] != os.getpid() and _start_time(mon["pid"]) == mon["start"]:
+                os.kill(mon["pid"], 9)
+        except (OSError, ValueError, IndexError):
+            pass

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from conftest import REPO, base_config, is_rt, processes_with, runtime_path
+from conftest import REPO, is_rt, processes_with, runtime_path, system_config, write_bundle
 
 pytestmark = pytest.mark.root
 if not is_rt(runtime_path()):
@@ -31,17 +31,10 @@ def system_bundle(tmp_path):
     (rootfs / "etc" / "inittab").write_text(INITTAB)
 
     def make(annotations=None, edit=None):
-        cfg = base_config(str(rootfs), ["/sbin/init"])
-        cfg["root"]["readonly"] = False
-        cfg["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]})
-        cfg["linux"]["namespaces"].append({"type": "cgroup"})
-        cfg["annotations"] = {"rt.plugin": "lxc_system", **(annotations or {})}
+        cfg = system_config(str(rootfs), ["/sbin/init"], annotations)
         if edit:
             edit(cfg)
-        d = tmp_path / f"bundle{len(os.listdir(tmp_path))}"
-        d.mkdir()
-        (d / "config.json").write_text(json.dumps(cfg))
-        return str(d)
+        return write_bundle(tmp_path / f"bundle{len(os.listdir(tmp_path))}", cfg)
     yield make
     subprocess.run(["ip", "link", "del", BRIDGE], stderr=subprocess.DEVNULL)
 

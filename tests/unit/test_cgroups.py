@@ -365,12 +365,17 @@ def test_apply_hybrid_unified_is_skipped(tmp_path):
     assert os.listdir(tmp_path / "unified" / "c1") == []
 
 
-def test_apply_v1_missing_controller_is_skipped(tmp_path):
+def test_apply_v1_missing_controller_fails_loudly(tmp_path):
+    """A limit whose controller is not mounted (hidden, or absent) is an error, not a log line:
+    the container would run without it."""
     touch(tmp_path / "memory" / "c1", "memory.limit_in_bytes")
     cg = Cgroup("/c1", Layout(V1, {"memory": str(tmp_path / "memory")}, None))
-    skipped = cg.apply({"memory": {"limit": 4096}, "pids": {"limit": 5}, "cpu": {"shares": 100}})
-    assert skipped == ["cpu.shares: no cpu controller on this host", "pids.max: no pids controller on this host"]
+    assert cg.apply({"memory": {"limit": 4096}}) == []
     assert read(tmp_path / "memory" / "c1", "memory.limit_in_bytes") == "4096"
+    with pytest.raises(ValueError, match="pids.max needs the pids cgroup controller, which is not mounted"):
+        cg.apply({"memory": {"limit": 4096}, "pids": {"limit": 5}})
+    with pytest.raises(ValueError, match="devices cgroup controller is not mounted"):
+        cg.apply_devices([{"allow": False, "type": "a"}])
 
 
 # --- create / join / procs / freezer / kill on fake trees -----------------------------------------------
@@ -512,3 +517,18 @@ def test_apply_rdma_and_network_v1(tmp_path):
     assert (tmp_path / "rdma/c/rdma.max").read_text() == "mlx5_1 hca_handle=3 hca_object=10000"
     assert (tmp_path / "nc/c/net_cls.classid").read_text() == "1048577"
     assert (tmp_path / "nc/c/net_prio.ifpriomap").read_text() == "eth0 5"
+
+
+def test_detect_prefers_the_hierarchies_under_sys_fs_cgroup(tmp_path):
+    """A chroot's rbind of /sys lists the same hierarchies first; /sys/fs/cgroup's win, and a
+    cgroup2 mounted over /sys/fs/cgroup (hiding v1) makes the host v2."""
+    chroot = HYBRID_REAL.replace(" /sys/fs/cgroup", " /tmp/chroot/sys/fs/cgroup")
+    chroot = "\n".join("1" + line for line in chroot.splitlines()) + "\n"  # other mount ids
+    lay = detect(tmp_path, chroot + HYBRID_REAL)
+    assert lay.mode == HYBRID and lay.unified == "/sys/fs/cgroup/unified"
+    assert lay.v1["memory"] == "/sys/fs/cgroup/memory"
+    f = tmp_path / "mountinfo2"
+    f.write_text(chroot + HYBRID_REAL + "300 23 0:99 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n")
+    hidden = {line.split()[4] for line in HYBRID_REAL.splitlines() if line.split()[4] != "/sys/fs/cgroup"}
+    lay = Layout.detect(str(f), mounted_at=lambda path, dev: path not in hidden)
+    assert lay.mode == V2 and lay.unified == "/sys/fs/cgroup"

@@ -97,3 +97,24 @@ def test_built_on_first_use_without_the_packaged_binary(tmp_path, monkeypatch):
     built = exechelper.path()
     assert built.startswith(str(tmp_path / "cache") + "/rt-exec-")
     assert subprocess.run([built], capture_output=True, text=True).returncode == 127
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="open_tree needs CAP_SYS_ADMIN")
+def test_a_file_on_the_read_only_detached_mount_refuses_writes(tmp_path):
+    """What the stub is spawned from: /proc/<stub>/exe reopened for writing gets EROFS (once
+    no process runs the file; ETXTBSY before that), and the file itself is unchanged."""
+    from rt.shim.launcher import read_only_file
+    f = tmp_path / "interp"
+    f.write_bytes(b"\x7fELF original")
+    fd = read_only_file(str(f))
+    assert fd is not None
+    try:
+        with pytest.raises(OSError) as e:
+            os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+        assert e.value.errno == 30  # EROFS
+        with open(f"/proc/self/fd/{fd}", "rb") as r:
+            assert r.read() == b"\x7fELF original"
+        assert not [line for line in open("/proc/self/mountinfo") if str(f) in line]  # detached
+    finally:
+        os.close(fd)
+    f.write_bytes(b"still writable where it lives")

@@ -129,7 +129,7 @@ def test_base_plan():
     assert p["host_propagation"] == MS_SLAVE | MS_REC and p["root_propagation"] == 0
     assert p["masked_paths"] == ["/proc/kcore", "/sys/firmware"]
     assert p["readonly_paths"] == ["/proc/sys"]
-    assert p["rlimits"] == [(7, 1024, 1024)]
+    assert p["rlimits"] == [(7, 1024, 1024, "RLIMIT_NOFILE")]
     assert p["last_cap"] == len(CAP_NAMES) - 1
     assert p["preserve_fds"] == 0 and p["no_pivot"] is False
     proc = p["process"]
@@ -275,15 +275,23 @@ def test_no_mount_namespace():
     def edit(cfg):
         cfg.pop("hostname", None)
         cfg["linux"]["namespaces"] = [{"type": "pid"}]
+        cfg["linux"]["maskedPaths"], cfg["linux"]["readonlyPaths"] = [], []
     p = make(edit)
     assert p["unshare"] == ["pid"] and p["unshare_mount"] is False and p["loopback"] is False
+
+
+def test_masked_paths_need_a_mount_namespace():
+    def edit(cfg):
+        cfg["linux"]["namespaces"] = [{"type": "pid"}]
+    with pytest.raises(RtError, match="maskedPaths: unable to restrict sys entries without a private MNT"):
+        make(edit)
 
 
 def test_user_namespace_is_joined_first():
     def edit(cfg):
         cfg.pop("hostname", None)
         cfg["linux"]["namespaces"] = [{"type": "network", "path": "/proc/self/ns/net"},
-                                      {"type": "user", "path": "/proc/self/ns/user"}]
+                                      {"type": "user", "path": "/proc/self/ns/user"}, {"type": "mount"}]
     assert make(edit)["join"] == [("user", "/proc/self/ns/user"), ("network", "/proc/self/ns/net")]
 
 
@@ -351,7 +359,8 @@ def test_rlimits_mapped_to_numbers():
                                      {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024},
                                      {"type": "RLIMIT_NPROC", "hard": 100, "soft": 50},
                                      {"type": "RLIMIT_RTTIME", "hard": 2**64 - 1, "soft": 2**64 - 1}]
-    assert make(edit)["rlimits"] == [(4, 0, 0), (7, 1024, 4096), (6, 50, 100), (15, 2**64 - 1, 2**64 - 1)]
+    assert make(edit)["rlimits"] == [(4, 0, 0, "RLIMIT_CORE"), (7, 1024, 4096, "RLIMIT_NOFILE"), (6, 50, 100, "RLIMIT_NPROC"),
+                                    (15, 2**64 - 1, 2**64 - 1, "RLIMIT_RTTIME")]
 
 
 def test_misc_process_fields():
