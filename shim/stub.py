@@ -147,56 +147,66 @@ def fdpath(fd):
 
 
 # --- rootfs ----------------------------------------------------------------
+def do_mount(m, plan, rootfd):
+    src, dst, fstype = m["source"], m["destination"], m["type"]
+    is_bind = m["bind"]
+    is_dir = True
+    if is_bind:
+        try:  # an idmapped tree was opened as host root: ask it, not the path
+            st = os.fstat(m["tree_fd"]) if m.get("tree_fd") is not None else os.stat(src)
+            is_dir = st.st_mode & 0o170000 == 0o040000
+        except OSError as e:
+            raise Fail(f"mount {src} to {dst}: {e.strerror}")
+    tfd = make_target(rootfd, dst, is_dir, fstype if fstype in ("proc", "sysfs") and not is_bind else None)
+    try:
+        # An O_PATH fd names the mount point under a new mount: reopen to reach the new one.
+        if is_bind and m.get("tree_fd") is not None:
+            attach_tree(m["tree_fd"], tfd, src)
+            tfd = reopen(rootfd, dst, tfd)
+            if m["flags"] & ~(MS["bind"] | MS["rec"]):
+                mount(None, fdpath(tfd), None, m["flags"] | kept_flags(fdpath(tfd)) | MS["bind"] | MS["remount"])
+        elif is_bind:
+            mount(src, fdpath(tfd), None, MS["bind"] | (MS["rec"] if m["recursive"] else 0))
+            if m["flags"] & ~(MS["bind"] | MS["rec"]):
+                tfd = reopen(rootfd, dst, tfd)
+                keep = kept_flags(fdpath(tfd)) if plan.get("userns") else 0
+                mount(None, fdpath(tfd), None, m["flags"] | keep | MS["bind"] | MS["remount"])
+        elif fstype == "cgroup-host":
+            mount_cgroup_binds(m, rootfd, dst, tfd)
+        else:
+            try:
+                mount(src, fdpath(tfd), fstype, m["flags"], m["data"] or None)
+            except Fail:
+                if fstype != "sysfs":
+                    raise
+                # no private netns: sysfs must be a bind of the host's
+                mount("/sys", fdpath(tfd), None, MS["bind"] | MS["rec"])
+                tfd = reopen(rootfd, dst, tfd)
+                mount(None, fdpath(tfd), None,
+                      m["flags"] | kept_flags(fdpath(tfd)) | MS["bind"] | MS["remount"])
+        if m["propagation"]:
+            tfd = reopen(rootfd, dst, tfd)
+            for p in m["propagation"]:
+                mount(None, fdpath(tfd), None, p)
+        rset, rclr = m.get("rattr") or (0, 0)
+        if rset or rclr:  # rro, rnosuid, ...: the whole subtree, through mount_setattr
+            tfd = reopen(rootfd, dst, tfd)
+            set_mount_attr(tfd, rset, rclr)
+    finally:
+        os.close(tfd)
+
+
 def do_mounts(plan, rootfs):
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for m in plan["mounts"]:
-            src, dst, fstype = m["source"], m["destination"], m["type"]
-            is_bind = m["bind"]
-            is_dir = True
-            if is_bind:
-                try:  # an idmapped tree was opened as host root: ask it, not the path
-                    st = os.fstat(m["tree_fd"]) if m.get("tree_fd") is not None else os.stat(src)
-                    is_dir = st.st_mode & 0o170000 == 0o040000
-                except OSError as e:
-                    raise Fail(f"mount {src} to {dst}: {e.strerror}")
-            tfd = make_target(rootfd, dst, is_dir, fstype if fstype in ("proc", "sysfs") and not is_bind else None)
             try:
-                # An O_PATH fd names the mount point under a new mount: reopen to reach the new one.
-                if is_bind and m.get("tree_fd") is not None:
-                    attach_tree(m["tree_fd"], tfd, src)
-                    tfd = reopen(rootfd, dst, tfd)
-                    if m["flags"] & ~(MS["bind"] | MS["rec"]):
-                        mount(None, fdpath(tfd), None, m["flags"] | kept_flags(fdpath(tfd)) | MS["bind"] | MS["remount"])
-                elif is_bind:
-                    mount(src, fdpath(tfd), None, MS["bind"] | (MS["rec"] if m["recursive"] else 0))
-                    if m["flags"] & ~(MS["bind"] | MS["rec"]):
-                        tfd = reopen(rootfd, dst, tfd)
-                        keep = kept_flags(fdpath(tfd)) if plan.get("userns") else 0
-                        mount(None, fdpath(tfd), None, m["flags"] | keep | MS["bind"] | MS["remount"])
-                elif fstype == "cgroup-host":
-                    mount_cgroup_binds(m, rootfd, dst, tfd)
-                else:
-                    try:
-                        mount(src, fdpath(tfd), fstype, m["flags"], m["data"] or None)
-                    except Fail:
-                        if fstype != "sysfs":
-                            raise
-                        # no private netns: sysfs must be a bind of the host's
-                        mount("/sys", fdpath(tfd), None, MS["bind"] | MS["rec"])
-                        tfd = reopen(rootfd, dst, tfd)
-                        mount(None, fdpath(tfd), None,
-                              m["flags"] | kept_flags(fdpath(tfd)) | MS["bind"] | MS["remount"])
-                if m["propagation"]:
-                    tfd = reopen(rootfd, dst, tfd)
-                    for p in m["propagation"]:
-                        mount(None, fdpath(tfd), None, p)
-                rset, rclr = m.get("rattr") or (0, 0)
-                if rset or rclr:  # rro, rnosuid, ...: the whole subtree, through mount_setattr
-                    tfd = reopen(rootfd, dst, tfd)
-                    set_mount_attr(tfd, rset, rclr)
-            finally:
-                os.close(tfd)
+                do_mount(m, plan, rootfd)
+            except Fail as e:  # name the destination, not the /proc/self/fd path it was reached by
+                if e.kind.startswith("errno:") and "/proc/self/fd/" in str(e):
+                    raise Fail(f"mount {m['type'] or 'bind'} {m['source']} on {m['destination']}: "
+                               f"{os.strerror(int(e.kind[6:]))}", e.kind) from None
+                raise
         for d in plan["devices"]:
             make_device(rootfd, d)
         for path, target in plan["symlinks"]:
@@ -382,8 +392,12 @@ def remount_ro(path, extra=0, rebind=True):
 
 def write_sysctls(plan):
     for key, value in plan["sysctl"]:
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(value)
+        path = "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))  # net/ipv4/conf/eth0.1/...
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise Fail(f"linux.sysctl {key}: {e.strerror}", "errno:%d" % e.errno)
 
 
 def finish_rootfs(plan):
