@@ -109,3 +109,21 @@ def test_a_filter_that_kills_execveat(runtime, make_bundle, no_leaks):
     p = runtime("exec", "noexecveat2", "echo", "exec-started")
     assert (p.returncode, p.stdout) == (0, "exec-started\n"), p.stderr
     runtime("delete", "--force", "noexecveat2", check=True)
+
+
+def test_a_failed_mount_names_its_destination(runtime, make_bundle, no_leaks):
+    def edit(cfg):
+        cfg["mounts"].append({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=abc"]})
+    p = runtime("run", "--bundle", make_bundle(["true"], edit=edit), "badmount")
+    assert p.returncode != 0 and "/mnt" in p.stderr, p.stderr
+    if is_rt(runtime.path):
+        assert "/proc/self/fd" not in p.stderr and "Invalid argument" in p.stderr, p.stderr
+
+
+def test_sysctl_keys_in_slash_form(runtime, make_bundle, no_leaks):
+    """A key with slashes is a path as it is (an interface name may hold a dot)."""
+    def edit(cfg):
+        cfg["linux"]["sysctl"] = {"net/ipv4/ip_forward": "1", "net.ipv4.ip_default_ttl": "33"}
+    p = runtime("run", "--bundle", make_bundle(["cat", "/proc/sys/net/ipv4/ip_forward",
+                                                "/proc/sys/net/ipv4/ip_default_ttl"], edit=edit), "slashsysctl")
+    assert (p.returncode, p.stdout.split()) == (0, ["1", "33"]), p.stderr
