@@ -202,7 +202,49 @@ def process_plan(proc, warn) -> dict:
         env.append("HOME=/root" if user.uid == 0 else "HOME=/")
     return {"args": list(proc.args), "env": env, "cwd": proc.cwd or "/", "uid": user.uid, "gid": user.gid,
             "groups": list(user.additional_gids), "umask": user.umask if user.umask is not None else 0o022,
-            "no_new_privs": proc.no_new_privileges, "caps": capability_plan(proc.capabilities, warn)}
+            "no_new_privs": proc.no_new_privileges, "caps": capability_plan(proc.capabilities, warn),
+            "sched": _scheduler(proc.scheduler), "ioprio": _ioprio(proc.io_priority),
+            "affinity": _affinity(proc.exec_cpu_affinity)}
+
+
+_SCHED_POLICY = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4, "SCHED_IDLE": 5,
+                 "SCHED_DEADLINE": 6}
+_SCHED_FLAG = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02, "SCHED_FLAG_DL_OVERRUN": 0x04,
+               "SCHED_FLAG_KEEP_POLICY": 0x08, "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+_IOPRIO_CLASS = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+
+
+def _scheduler(sched):
+    """process.scheduler as sched_setattr(2)'s fields: policy, flags, nice, priority, runtime, deadline, period."""
+    if sched is None:
+        return None
+    flags = 0
+    for f in sched.flags:
+        flags |= _SCHED_FLAG[f]
+    return [_SCHED_POLICY[sched.policy], flags, sched.nice, sched.priority, sched.runtime, sched.deadline,
+            sched.period]
+
+
+def _ioprio(prio):
+    """process.ioPriority as ioprio_set(2)'s value."""
+    return None if prio is None else (_IOPRIO_CLASS[prio.class_] << 13) | prio.priority
+
+
+def cpu_list(text: str) -> list[int]:
+    """"0-3,7" -> [0, 1, 2, 3, 7]."""
+    cpus = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(cpus)
+
+
+def _affinity(aff):
+    """process.execCPUAffinity: the CPUs while the runtime sets up, and the workload's."""
+    if aff is None or not (aff.initial or aff.final):
+        return None
+    return [cpu_list(aff.initial) if aff.initial else None, cpu_list(aff.final) if aff.final else None]
 
 
 def listener_state(spec, seccomp: dict, state: dict | None) -> str:
@@ -232,6 +274,13 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
             raise RtError("config.json: $.linux.uidMappings: a new user namespace needs uidMappings and gidMappings")
         userns = id_maps(linux.uid_mappings, linux.gid_mappings)
     types = {ns.type for ns in namespaces}
+    if linux and linux.intel_rdt is not None:
+        raise RtError("config.json: $.linux.intelRdt: Intel RDT (resctrl) is not supported by rt")
+    time_offsets = ""
+    if linux and linux.time_offsets:
+        if "time" not in unshare:
+            raise RtError("config.json: $.linux.timeOffsets: needs a new time namespace in linux.namespaces")
+        time_offsets = "".join(f"{clock} {o.secs} {o.nanosecs}\n" for clock, o in sorted(linux.time_offsets.items()))
     if "mount" not in types and linux and (linux.masked_paths or linux.readonly_paths):
         # runc's rule and words: they would be mounts over paths of the caller's own tree
         field = "maskedPaths" if linux.masked_paths else "readonlyPaths"
@@ -315,6 +364,9 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "sysctl": sorted((linux.sysctl if linux else {}).items()),
         "loopback": "network" in unshare,
         "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard, r.type) for r in proc.rlimits],
+        "personality": {"LINUX": 0x0000, "LINUX32": 0x0008}[linux.personality.domain]
+        if linux and linux.personality else None,
+        "time_offsets": time_offsets,
         "oom_score_adj": proc.oom_score_adj,
         "fifo": fifo, "preserve_fds": preserve_fds, "last_cap": last_cap, "seccomp": seccomp,
         "hooks": {k: v for k, v in hooks.items() if k in ("createContainer", "startContainer")},

@@ -641,6 +641,32 @@ def find_exec(name, env):
     raise Fail(f'exec: "{name}": executable file not found in $PATH')
 
 
+SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274, "ppc64le": 355, "s390x": 345, "riscv64": 274}
+SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "ppc64le": 273, "s390x": 282, "riscv64": 30}
+
+
+def set_scheduling(p):
+    """process.scheduler (sched_setattr), ioPriority (ioprio_set), execCPUAffinity.initial."""
+    arch = os.uname().machine
+    if p.get("sched"):
+        policy, flags, nice, prio, runtime, deadline, period = p["sched"]
+        attr = SchedAttr(ctypes.sizeof(SchedAttr), policy, flags, nice, prio, runtime, deadline, period)
+        check(libc.syscall(SYS_SCHED_SETATTR[arch], 0, ctypes.byref(attr), 0), "process.scheduler: sched_setattr")
+    if p.get("ioprio") is not None:
+        check(libc.syscall(SYS_IOPRIO_SET[arch], 1, 0, p["ioprio"]), "process.ioPriority: ioprio_set")  # WHO_PROCESS
+    if (p.get("affinity") or [None, None])[0] is not None:
+        try:
+            os.sched_setaffinity(0, p["affinity"][0])
+        except OSError as e:
+            raise Fail(f"process.execCPUAffinity.initial: {e.strerror}", "errno:%d" % e.errno)
+
+
+class SchedAttr(ctypes.Structure):  # SCHED_ATTR_SIZE_VER0
+    _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32), ("flags", ctypes.c_uint64),
+                ("nice", ctypes.c_int32), ("priority", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+
+
 def set_user(p):
     os.umask(p["umask"])
     os.setgroups(p["groups"])
@@ -738,6 +764,7 @@ def container_init(plan, wfd, rfd, fifo, listener):
     if plan["oom_score_adj"] is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(plan["oom_score_adj"]))
+    set_scheduling(p)  # while we still have the capabilities an RT policy needs
     if plan.get("console_fd") is not None:
         setup_terminal(plan["console_fd"], plan.get("console_size"), bool(mnt))
     exe = find_exec(p["args"][0], p["env"])
@@ -774,6 +801,10 @@ def container_init(plan, wfd, rfd, fifo, listener):
             os.write(2, f"{e}\n".encode())
             os._exit(1)
     try:
+        if plan.get("personality") is not None:
+            check(libc.personality(ctypes.c_ulong(plan["personality"])), "linux.personality")
+        if (p.get("affinity") or [None, None])[1] is not None:
+            os.sched_setaffinity(0, p["affinity"][1])  # execCPUAffinity.final: the workload's
         helper_exec(plan["exec_fd"], exe, p["args"], dict(e.split("=", 1) for e in p["env"]),
                     lsm_attr(plan.get("lsm") or {}), (sc or {}).get("execveat", True))
     except Fail as e:
@@ -815,6 +846,12 @@ def enter_namespaces(plan, rfd, wfd):
         flags |= NS_FLAGS[ns]
     if flags:
         check(libc.unshare(flags), "unshare")
+    if plan.get("time_offsets"):  # before any process is in the new time namespace (our child)
+        try:
+            with open("/proc/self/timens_offsets", "w") as f:
+                f.write(plan["time_offsets"])
+        except OSError as e:
+            raise Fail(f"linux.timeOffsets: {e.strerror}", "errno:%d" % e.errno)
 
 
 def main():

@@ -127,3 +127,52 @@ def test_sysctl_keys_in_slash_form(runtime, make_bundle, no_leaks):
     p = runtime("run", "--bundle", make_bundle(["cat", "/proc/sys/net/ipv4/ip_forward",
                                                 "/proc/sys/net/ipv4/ip_default_ttl"], edit=edit), "slashsysctl")
     assert (p.returncode, p.stdout.split()) == (0, ["1", "33"]), p.stderr
+
+
+def rt_only(runtime):
+    if not is_rt(runtime.path):
+        pytest.skip("runc 1.1.5 (runtime-spec 1.0.2) ignores this runtime-spec 1.2 field")
+
+
+def test_scheduler_io_priority_and_cpu_affinity(runtime, make_bundle, no_leaks):
+    """process.scheduler, ioPriority and execCPUAffinity apply to the workload, and to an exec."""
+    rt_only(runtime)
+
+    def edit(cfg):
+        cfg["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+        cfg["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
+        cfg["process"]["execCPUAffinity"] = {"final": "0"}
+    look = "cut -d' ' -f19,41 /proc/self/stat; grep Cpus_allowed_list /proc/self/status"
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", look], edit=edit), "sched")
+    assert p.returncode == 0, p.stderr
+    nice_policy, cpus = p.stdout.splitlines()
+    assert nice_policy.split() == ["7", "3"], p.stdout  # nice 7, SCHED_BATCH
+    assert cpus.split()[-1] == "0", p.stdout
+
+
+def test_personality_linux32(runtime, make_bundle, no_leaks):
+    rt_only(runtime)
+    bundle = make_bundle(["uname", "-m"], edit=lambda cfg: cfg["linux"].update(personality={"domain": "LINUX32"}))
+    p = runtime("run", "--bundle", bundle, "pers32")
+    assert (p.returncode, p.stdout.strip()) == (0, "i686"), p.stderr
+
+
+def test_time_offsets_in_a_time_namespace(runtime, make_bundle, no_leaks):
+    rt_only(runtime)
+
+    def edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "time"})
+        cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 400, "nanosecs": 0}}
+    p = runtime("run", "--bundle", make_bundle(["cat", "/proc/uptime"], edit=edit), "timens")
+    assert p.returncode == 0, p.stderr
+    assert float(p.stdout.split()[0]) > 86400 * 400, p.stdout
+    p = runtime("run", "--bundle", make_bundle(["true"], edit=lambda cfg: cfg["linux"].update(
+        timeOffsets={"boottime": {"secs": 1}})), "notimens")
+    assert p.returncode != 0 and "needs a new time namespace" in p.stderr, p.stderr
+
+
+def test_intel_rdt_is_refused_not_ignored(runtime, make_bundle, no_leaks):
+    rt_only(runtime)
+    bundle = make_bundle(["true"], edit=lambda cfg: cfg["linux"].update(intelRdt={"closID": "x"}))
+    p = runtime("run", "--bundle", bundle, "rdt")
+    assert p.returncode != 0 and "intelRdt" in p.stderr, p.stderr

@@ -499,3 +499,25 @@ def test_exec_plan_joins_through_a_pidfd_when_given(monkeypatch):
     assert by_path["join_pidfd"] is None and by_path["join"]
     assert by_fd["join"] == [] and by_fd["join_pidfd"] == 9
     assert by_fd["join_types"] == [kind for kind, _ in by_path["join"]]
+
+
+def test_scheduling_fields_reach_the_plan():
+    def edit(cfg):
+        cfg["process"]["scheduler"] = {"policy": "SCHED_FIFO", "priority": 5, "flags": ["SCHED_FLAG_RESET_ON_FORK"]}
+        cfg["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 4}
+        cfg["process"]["execCPUAffinity"] = {"initial": "0-2,5", "final": "1"}
+        cfg["linux"]["personality"] = {"domain": "LINUX32"}
+        cfg["linux"]["namespaces"].append({"type": "time"})
+        cfg["linux"]["timeOffsets"] = {"monotonic": {"secs": -5, "nanosecs": 7}, "boottime": {"secs": 9}}
+    p = make(edit)
+    assert p["process"]["sched"] == [1, 1, 0, 5, 0, 0, 0]
+    assert p["process"]["ioprio"] == (2 << 13) | 4
+    assert p["process"]["affinity"] == [[0, 1, 2, 5], [1]]
+    assert p["personality"] == 8
+    assert p["time_offsets"] == "boottime 9 0\nmonotonic -5 7\n"
+
+
+def test_unset_scheduling_fields_are_none():
+    p = make(lambda cfg: None)
+    assert (p["process"]["sched"], p["process"]["ioprio"], p["process"]["affinity"], p["personality"],
+            p["time_offsets"]) == (None, None, None, None, "")
