@@ -252,25 +252,18 @@ def test_proc_and_sys_must_be_ordinary_directories(runtime, tmp_path, fs, no_lea
 def test_preserve_fds_with_gaps_pass_none_of_the_runtimes_own(runtime, make_bundle, tmp_path, no_leaks):
     """--preserve-fds 4 with only fd 3 open: the free numbers 4-6 must not carry the runtime's
     own fds (its sealed helper, the init's pidfd) into the container."""
-    keep = os.open(tmp_path, os.O_RDONLY)
-    os.dup2(keep, 3) if keep != 3 else None
-    bundle = make_bundle(["sleep", "100"], edit=with_attack(tmp_path))
     look = "for f in /proc/self/fd/*; do readlink $f; done; true"
-    try:
-        p = subprocess.run([runtime.path, "--root", runtime.root, "run", "--preserve-fds", "4", "--bundle",
-                            make_bundle(["sh", "-c", look]), "gaps"], capture_output=True, text=True, pass_fds=(3,),
-                           timeout=60)
-        assert p.returncode == 0, p.stderr
-        runtime.create("gapx", bundle, check=True)
-        runtime("start", "gapx", check=True)
-        e = subprocess.run([runtime.path, "--root", runtime.root, "exec", "--preserve-fds", "4", "gapx", "sh", "-c",
-                            look], capture_output=True, text=True, pass_fds=(3,), timeout=60)
-        assert e.returncode == 0, e.stderr
-        runtime("delete", "--force", "gapx", check=True)
-    finally:
-        os.close(3)
-        if keep != 3:
-            os.close(keep)
+
+    def with_fd3(*args):  # the caller opens fd 3 alone (a shell, so pytest's own fds stay as they are)
+        return subprocess.run(["sh", "-c", 'exec 3<"$0"; exec "$@"', str(tmp_path), runtime.path, "--root",
+                               runtime.root, *args], capture_output=True, text=True, timeout=60)
+    p = with_fd3("run", "--preserve-fds", "4", "--bundle", make_bundle(["sh", "-c", look]), "gaps")
+    assert p.returncode == 0, p.stderr
+    runtime.create("gapx", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "gapx", check=True)
+    e = with_fd3("exec", "--preserve-fds", "4", "gapx", "sh", "-c", look)
+    assert e.returncode == 0, e.stderr
+    runtime("delete", "--force", "gapx", check=True)
     for out in (p.stdout, e.stdout):
         assert "memfd" not in out and "pidfd" not in out, out
 
