@@ -139,7 +139,16 @@ def make_target(rootfd, dst, is_dir, ordinary=None):
             done.append(part)
         finally:
             os.close(dfd)
+    if done[:1] == ["proc"] and len(done) > 1 and "/" + "/".join(done) not in PROC_MOUNTS_ALLOWED:
+        # a volume at /x -> /proc/thread-self/attr would fake the LSM attr files (CVE-2019-19921)
+        raise Fail(f'"{dst}" cannot be mounted because it is inside /proc')
     return open_in_root(rootfd, "/" + "/".join(done))
+
+
+# what runc lets a spec mount inside /proc (lxcfs's files)
+PROC_MOUNTS_ALLOWED = frozenset(["/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                                 "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                                 "/proc/sys/kernel/ns_last_pid"])
 
 
 def fdpath(fd):
@@ -605,6 +614,9 @@ def lsm_attr(lsm):
                 raise Fail(f"{kind} {value}: the container's /proc is not procfs")
             for path in paths:
                 if os.path.exists(path):
+                    # the file itself: procfs, and of the same mount as /proc (not a bind over it)
+                    if not is_procfs(path) or os.stat(path).st_dev != os.stat("/proc").st_dev:
+                        raise Fail(f"{kind} {value}: {path} is not the kernel's")
                     return path, value
             raise Fail(f"{kind} {value}: {paths[-1]} does not exist")
     return "-", "-"

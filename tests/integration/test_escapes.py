@@ -279,3 +279,17 @@ def test_privileged_system_container_lacks_dac_read_search(runtime, system_attac
     assert caps["CapEff"] & (1 << 21), p.stdout  # it is still a privileged system container (SYS_ADMIN)
     for kind in ("CapBnd", "CapEff", "CapPrm"):
         assert not caps[kind] & (1 << 2), f"{kind} has CAP_DAC_READ_SEARCH: {p.stdout}"
+
+
+def test_no_volume_inside_proc(runtime, tmp_path, no_leaks):
+    """A volume at /x, where the image makes /x a symlink to /proc/thread-self, would put files of
+    the image's choosing where the runtime writes the LSM label (CVE-2019-19921): refused, as by runc."""
+    rootfs = tmp_path / "rootfs"
+    subprocess.run([os.path.join(REPO, "scripts", "mkrootfs-busybox"), str(rootfs)], check=True)
+    (rootfs / "x").symlink_to("/proc/thread-self")
+    fake = tmp_path / "fakeattr"
+    (fake / "apparmor").mkdir(parents=True)
+    cfg = base_config(str(rootfs), ["true"])
+    cfg["mounts"].append({"destination": "/x/attr", "type": "bind", "source": str(fake), "options": ["rbind"]})
+    p = runtime("run", "--bundle", write_bundle(tmp_path / "b", cfg), "inproc")
+    assert p.returncode != 0 and "cannot be mounted because it is inside /proc" in p.stderr, p.stderr
