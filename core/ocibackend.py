@@ -57,10 +57,17 @@ class OciBackend(Backend):
         if not cg.dirs():
             raise RtError("no cgroup hierarchy is mounted on this host (no cgroup or cgroup2 filesystem "
                           "is where /proc/self/mountinfo says)")
-        busy = cg.procs(everywhere=True)
-        if busy:  # someone else's (another root's container, a service): never ours to kill
-            raise RtError(f"container's cgroup is not empty: {len(busy)} process(es) found in {path} "
-                          "(linux.cgroupsPath must name a cgroup of this container alone)")
+        lock = _lock_cgroup(cg)  # check and join as one step: two creates cannot both find it empty
+        try:
+            busy = cg.procs(everywhere=True)
+            if busy:  # someone else's (another root's container, a service): never ours to kill
+                raise RtError(f"container's cgroup is not empty: {len(busy)} process(es) found in {path} "
+                              "(linux.cgroupsPath must name a cgroup of this container alone)")
+            return self._create_in(req, cg, path)
+        finally:
+            os.close(lock)
+
+    def _create_in(self, req, cg, path) -> Created:
         req.save_extra(cgroup=path)
         events = None
         try:
@@ -308,6 +315,17 @@ def resource_setting(path: str, value, resources: dict | None) -> str:
     if name.startswith("hugetlb."):
         return "linux.resources.hugepageLimits"
     return "linux.resources." + _SETTINGS.get(name, name)
+
+
+def _lock_cgroup(cg) -> int:
+    """flock on the cgroup's directory (made if missing), held from the emptiness check until
+    the init has joined: creates that name one cgroupsPath, under any --root, take turns."""
+    d = cg.main_dir
+    os.makedirs(d, exist_ok=True)
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    import fcntl
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 class _Partial:

@@ -176,3 +176,21 @@ def test_a_system_container_that_freezes_a_subgroup_is_still_deleted(runtime, tm
     p = runtime("delete", "--force", "fz", timeout=30)
     assert p.returncode == 0, p.stderr
     assert not os.path.exists("/sys/fs/cgroup/freezer/rt/fz")
+
+
+def test_parallel_creates_in_one_cgroup_are_refused_but_one(runtime, make_bundle, no_leaks):
+    """The emptiness check and the join are one step: of 4 creates naming one cgroupsPath, one
+    gets it; deleting it kills no one else's process."""
+    if not is_rt(runtime.path):
+        pytest.skip("runc 1.1.5 lets them all in")
+    from concurrent.futures import ThreadPoolExecutor
+    path = f"/rt-test-shared-{uuid.uuid4().hex[:6]}"
+    bundle = make_bundle(["sleep", "100"], edit=lambda c: c["linux"].update(cgroupsPath=path))
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: runtime.create(f"share{i}", bundle), range(4)))
+    won = [i for i, p in enumerate(results) if p.returncode == 0]
+    assert len(won) == 1, [p.stderr for p in results]
+    assert all("container's cgroup is not empty" in p.stderr for p in results if p.returncode), \
+        [p.stderr for p in results]
+    runtime("delete", "--force", f"share{won[0]}", check=True)
+    assert not [h for h in os.listdir("/sys/fs/cgroup") if os.path.isdir(f"/sys/fs/cgroup/{h}{path}")]
