@@ -57,6 +57,8 @@ class OciBackend(Backend):
         if not cg.dirs():
             raise RtError("no cgroup hierarchy is mounted on this host (no cgroup or cgroup2 filesystem "
                           "is where /proc/self/mountinfo says)")
+        # known before its directory may be made, yet not ours to kill until the check has passed
+        req.save_extra(cgroup_pending=path)
         lock = _lock_cgroup(cg)  # check and join as one step: two creates cannot both find it empty
         try:
             busy = cg.procs(everywhere=True)
@@ -143,6 +145,11 @@ class OciBackend(Backend):
         os.kill(c.pid, sig)
 
     def delete(self, c) -> None:
+        pending = c.extra.get("cgroup_pending")
+        if c.extra.get("cgroup") is None and pending is not None:
+            cg = api.Cgroup(pending)  # a create stopped before it owned it: remove it only if empty
+            if not cg.procs(everywhere=True):
+                cg.destroy()
         if c.extra.get("cgroup") is not None:
             cg = self._cgroup(c)
             if cg.exists():
