@@ -107,7 +107,7 @@ class OciBackend(Backend):
             if oom_score_adj is not None:
                 set_oom_score_adj(launched.pid, oom_score_adj)
             if "mounts_base" in req.extra:
-                req.save_extra(host_mounts=hostmounts.made_since(req.rootfs, req.extra["mounts_base"]))
+                req.save_extra(host_mounts=hostmounts.record(req.rootfs, req.extra["mounts_base"]))
         except BaseException as e:
             cause = limit_error(cg, events, req.config) if isinstance(e, Exception) else None
             cause = cause or seccomp_error(req.spec, e)
@@ -161,10 +161,10 @@ class OciBackend(Backend):
     @staticmethod
     def _detach_mounts(rootfs, extra) -> None:
         """The mounts a container without its own mount namespace made in ours."""
-        mounts = extra.get("host_mounts")
-        if mounts is None and "mounts_base" in extra and rootfs:  # a create that did not finish
-            mounts = hostmounts.made_since(rootfs, extra["mounts_base"])
-        for msg in hostmounts.detach(mounts or []):
+        if "mounts_base" not in extra or not rootfs:
+            return
+        # recorded at create; for a create that did not finish, what is the container's now
+        for msg in hostmounts.detach(rootfs, extra.get("host_mounts"), extra["mounts_base"]):
             raise RtError(msg)
 
     def pids(self, c) -> list[int]:

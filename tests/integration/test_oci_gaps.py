@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import REPO, base_config, is_rt
+from conftest import REPO, base_config, is_rt, write_bundle
 
 pytestmark = pytest.mark.root
 
@@ -176,3 +176,28 @@ def test_intel_rdt_is_refused_not_ignored(runtime, make_bundle, no_leaks):
     bundle = make_bundle(["true"], edit=lambda cfg: cfg["linux"].update(intelRdt={"closID": "x"}))
     p = runtime("run", "--bundle", bundle, "rdt")
     assert p.returncode != 0 and "intelRdt" in p.stderr, p.stderr
+
+
+def test_without_a_mount_namespace_delete_spares_a_mount_that_reused_an_id(runtime, tmp_path, no_leaks):
+    """mountinfo's mount ids are reused: one of the container's mounts goes away and a host mount
+    gets its id; delete must not take the host's for the container's (unique ids, under the rootfs)."""
+    if not is_rt(runtime.path):
+        pytest.skip("runc leaves the container's mounts in the caller's mount namespace")
+    rootfs = tmp_path / "rootfs"
+    subprocess.run([os.path.join(REPO, "scripts", "mkrootfs-busybox"), str(rootfs)], check=True)
+    cfg = base_config(str(rootfs), ["sleep", "100"])
+    no_mount_ns(cfg)
+    runtime.create("reuse", write_bundle(tmp_path / "b", cfg), check=True)
+    ours = [line.split() for line in open("/proc/self/mountinfo") if f" {rootfs}/tmp " in line]
+    assert ours, "the container's /tmp is not mounted"
+    subprocess.run(["umount", str(rootfs / "tmp")], check=True)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "rt-test-victim", str(victim)], check=True)
+    try:
+        (victim / "precious").write_text("x")
+        runtime("delete", "--force", "reuse", check=True)
+        assert (victim / "precious").exists(), "delete unmounted the host's mount"
+        assert str(rootfs) not in open("/proc/self/mountinfo").read(), "the container's mounts were left"
+    finally:
+        subprocess.run(["umount", str(victim)])
