@@ -63,7 +63,10 @@ def mount(src, dst, fstype, flags, data=None):
 # --- framing ---------------------------------------------------------------
 def send(fd, msg):
     data = marshal.dumps(msg)
-    os.write(fd, len(data).to_bytes(4, "big") + data)
+    try:
+        os.write(fd, len(data).to_bytes(4, "big") + data)
+    except BrokenPipeError:  # the core is gone (a killed create): no one to report to, no traceback
+        os._exit(1)
 
 
 def recv(fd):
