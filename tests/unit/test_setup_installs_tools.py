@@ -11,8 +11,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # command-like literals: the first word of an argv list, or shutil.which("x")
 COMMAND = re.compile(r'(?:(?<![\w\])"\'])\[\s*|which\(\s*)"([a-zA-Z][a-zA-Z0-9_.+-]{1,30})"')
-NOT_COMMANDS = {"rt", "sh", "python3",  # ours, or in every image
-                "git"}  # only for conftest's check of files left in a checkout, skipped without it
+NOT_COMMANDS = {"rt", "sh", "python3"}  # ours, or in every image
 # what the suite runs that the pattern above cannot see (names held in variables, fixtures)
 TOOLS = ["runc", "crun", "podman", "conmon", "containerd", "ctr", "containerd-shim-runc-v2", "lxc-start",
          "lxc-attach", "lxc-stop", "qemu-system-x86_64", "qemu-img", "debootstrap", "cc", "musl-gcc", "lz4", "cpio",
