@@ -66,20 +66,18 @@ def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on
     the init stops before pivot_root; on_hooks(pid) runs the runtime-namespace hooks there and
     returns the state JSON for the container's own hooks.
     """
+    from .spawn import spawn
     r_plan, w_plan = os.pipe2(os.O_CLOEXEC)
     r_msg, w_msg = os.pipe2(os.O_CLOEXEC)
-    os.set_inheritable(r_plan, True)
-    os.set_inheritable(w_msg, True)
-    for fd in pass_fds:
-        os.set_inheritable(fd, True)
     exe = sys.executable
     sealed = read_only_interpreter()
     try:
-        shim_pid = os.posix_spawn(exe if sealed is None else f"/proc/self/fd/{sealed}",
-                                  [exe, "-I", "-S", "-B", "-c", STUB_CMD, str(r_plan), str(w_msg)], dict(os.environ))
+        shim = spawn(exe if sealed is None else sealed, [exe, "-I", "-S", "-B", "-c", STUB_CMD, str(r_plan), str(w_msg)],
+                     fds={fd: fd for fd in (r_plan, w_msg, *pass_fds)})
     finally:
         for fd in (r_plan, w_msg, *pass_fds) + (() if sealed is None else (sealed,)):
             os.close(fd)
+    shim_pid = shim.pid
     chan = Channel(r_msg, w_plan)
     reaped = False
     try:
@@ -99,7 +97,7 @@ def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on
         child = msg
         if on_child:
             on_child(child.pid)
-        os.waitpid(shim_pid, 0)
+        shim.wait()
         reaped = True
         while True:
             msg = chan.recv(timeout)
@@ -115,10 +113,6 @@ def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on
     finally:
         chan.close()
         if not reaped:
-            try:
-                os.kill(shim_pid, 9)
-                os.waitpid(shim_pid, 0)
-            except ChildProcessError:
-                pass
-            except ProcessLookupError:
-                os.waitpid(shim_pid, 0)
+            shim.kill(9)
+            shim.wait()
+        shim.close()

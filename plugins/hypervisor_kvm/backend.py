@@ -332,8 +332,9 @@ class VmBackend(api.Backend):
         os.set_inheritable(gate_r, True)
         argv = shim_argv(module)
         try:
-            pid = os.posix_spawn(argv[0], [*argv, req.state_dir, str(w), str(gate_r)], dict(os.environ), setsid=True,
-                                 file_actions=[(os.POSIX_SPAWN_DUP2, stdio, i) for i in range(3)] if stdio else [])
+            fds = {w: w, gate_r: gate_r} | ({i: stdio for i in range(3)} if stdio else {})
+            shim = api.spawn(argv[0], [*argv, req.state_dir, str(w), str(gate_r)], fds=fds, setsid=True)
+            pid = shim.pid
         finally:
             os.close(w)
             os.close(gate_r)
@@ -366,11 +367,10 @@ class VmBackend(api.Backend):
         except (ValueError, EOFError, TypeError):
             reply = {"ok": False, "error": f"bad report from the VM shim: {data[:200]!r}"}
         if not reply.get("ok"):
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            shim.wait()
+            shim.close()
             raise api.RtError(f"hypervisor_kvm: {reply.get('error')}")
+        shim.close()
         return pid
 
     def start(self, c) -> None:
@@ -446,6 +446,7 @@ class VmBackend(api.Backend):
         if c.extra.get("mode") == "image":
             raise api.RtError("exec: a VM booted from a disk image has no agent to run processes in; "
                               "use its console or its network")
+        api.require_caller("the exec waiter is a fork of the caller's rt")
         from .execwait import spawn_waiter
         proc = req["process"]
         if not proc.args:
