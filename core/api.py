@@ -4,13 +4,13 @@ Heavy parts load on first use (PEP 562), so a backend imported by a short verb
 (`state`, `kill`, `start`, `delete`) pulls in only what that verb needs.
 """
 from .backend import Backend, Created, CreateRequest
-from .errors import NotFound, NotSupported, RtError
+from .errors import NeedsCaller, NotFound, NotSupported, RtError, require_caller
 
 __all__ = ["Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
            "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",
-           "sealed_exec_helper"]
+           "sealed_exec_helper", "spawn", "adopt_orphans", "require_caller", "NeedsCaller"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -23,6 +23,8 @@ _LAZY = {
     "capability_plan": (".plan", "capability_plan"),
     "launch_shim": (".exechelper", "launch"),
     "sealed_exec_helper": (".exechelper", "sealed_fd"),
+    "spawn": ("rt.shim.spawn", "spawn"),  # processes that outlive the verb: the caller's children
+    "adopt_orphans": ("rt.shim.spawn", "adopt_orphans"),
     "ShimFailed": ("rt.shim.protocol", "ShimFailed"),
     "release_barrier": (".barrier", "release"),
     "connect_console": (".console", "connect"),

@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import log
-from .errors import RtError
+from .errors import NeedsCaller, RtError, front
 
 VERSION = "0.1.0"
 OCI_VERSION = "1.2.0"
@@ -90,6 +90,11 @@ VERBS = {
                (("--json",), "json", B, False, "print the JSON document instead of the table"),
                (("--output", "-o"), "output", S, None, "directory for results.json, table.txt and charts (default ./rt-bench)")],
               ["[bundle]"], "measure what each isolation level costs for a bundle, next to runc, crun, LXC and QEMU"),
+    "core": ([(("--idle-timeout",), "idle_timeout", S, None, "seconds without a request before the core exits "
+                "(0: never; default $RT_CORE_IDLE or 900)"),
+              (("--ready-fd",), "ready_fd", S, None, "(internal) fd to report readiness on"),
+              (("--rehome",), "rehome", B, False, "(internal) move into a cgroup of the core's own")],
+             ["start|stop|status|serve"], "manage the resident core that serves this state root"),
     "spec": ([(("--bundle", "-b"), "bundle", S, ".", "where to write config.json"),
               (("--rootless",), "rootless", B, False, "a spec for a rootless container")],
              [], "create a new config.json"),
@@ -135,8 +140,8 @@ def _parse_flags(argv: list[str], table, where: str) -> tuple[Opts, list[str]]:
     return opts, argv[i:]
 
 
-def usage(verb: str | None = None) -> str:
-    prog = os.path.basename(sys.argv[0]) or "rt"
+def usage(verb: str | None = None, prog: str = "rt") -> str:
+    prog = os.path.basename(prog) or "rt"
     if verb:
         table, pos, helptext = VERBS[verb]
         lines = [f"usage: {prog} {verb} [options] {' '.join(pos)}", f"  {helptext}"]
@@ -164,8 +169,10 @@ def version_text() -> str:
     return f"rt version {VERSION}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """rt's command line; prog is argv[0] (the front end passes the caller's in RT_ARGV0)."""
     argv = sys.argv[1:] if argv is None else argv
+    prog = prog or os.environ.pop("RT_ARGV0", None) or sys.argv[0]
     try:
         g, rest = _parse_flags(argv, GLOBAL + [(("--version", "-v"), "version", B, False, ""),
                                                (("--help", "-h"), "help", B, False, "")], "")
@@ -176,20 +183,24 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(version_text())
             return 0
         if g.help or not rest or rest[0] == "help":
-            sys.stdout.write(usage())
+            sys.stdout.write(usage(prog=prog))
             return 0 if (g.help or rest) else 1
         verb, args = rest[0], rest[1:]
+        g["prog"] = prog
+        fe = front()
+        if fe is not None and os.path.abspath(g.root) != fe.root:
+            raise NeedsCaller(f"state root {g.root} is not the core's")
         # argv0 rt-NAME picks the plugin, as an explicit choice.
-        base = os.path.basename(sys.argv[0])
+        base = os.path.basename(prog)
         if g.plugin is None and base.startswith("rt-"):
             g["plugin"] = base[3:]
         if verb in VERBS:
             table, _, _ = VERBS[verb]
             if args and args[0] in ("-h", "--help"):
-                sys.stdout.write(usage(verb))
+                sys.stdout.write(usage(verb, prog))
                 return 0
             opts, pos = _parse_flags(args, table, verb)
-            mod = importlib.import_module(f"rt.core.verbs.{verb}_cmd" if verb in ("list", "exec", "spec")
+            mod = importlib.import_module(f"rt.core.verbs.{verb}_cmd" if verb in ("list", "exec", "spec", "core")
                                           else f"rt.core.verbs.{verb}")
             return mod.run(g, opts, pos) or 0
         from .verbs import plugin_verb

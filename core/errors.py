@@ -21,3 +21,28 @@ class NotSupported(RtError):
 
     def __init__(self, plugin: str, what: str):
         super().__init__(f"{what} is not supported by plugin {plugin}")
+
+
+class NeedsCaller(BaseException):
+    """Raised in the resident core, before any change, by a step that must run in the caller's
+    own process (runtime hooks, a terminal relay, a fork of rt): the front end runs the
+    verb in-process instead. BaseException: no `except Exception` may swallow it."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+def require_caller(why: str) -> None:
+    """NeedsCaller when running in the resident core; nothing in-process."""
+    import sys
+    srv = sys.modules.get("rt.core.server")
+    if srv is not None and srv.in_core():
+        raise NeedsCaller(why)
+
+
+def front():
+    """The front end of this request in the resident core, None in-process."""
+    import sys
+    srv = sys.modules.get("rt.core.server")
+    return srv.current_front() if srv is not None else None

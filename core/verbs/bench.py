@@ -35,6 +35,8 @@ def gather(bench, plugins: list[str] | None, peers: list[str] | None) -> None:
 
 
 def run(g, opts, pos):
+    from ..errors import require_caller
+    require_caller("bench starts and times its own processes")
     from ..bench import report
     from ..bench.runner import Bench, make_ctx, remove_scratch, scratch_dir
     from ..bench.targets import rt_argv

@@ -5,7 +5,7 @@ from _signal import SIGHUP, SIGINT, SIGTERM
 from .. import log
 from ..backend import CreateRequest
 from ..cli import need_id
-from ..errors import RtError
+from ..errors import RtError, require_caller
 from ..plugins import Manager, load_target
 from ..store import FIFO, StoreError, atomic_write, check_id, proc_start_time, rfc3339_now
 from . import store
@@ -48,6 +48,9 @@ def do_create(g, opts, cid: str):
     if not os.path.isdir(bundle):
         raise RtError(f"bundle {bundle}: no such directory")
     spec, config, raw = load_spec(bundle)
+    if spec.hooks is not None and any(getattr(spec.hooks, k) for k in ("prestart", "create_runtime", "poststart",
+                                                                       "poststop")):
+        require_caller("runtime hooks run in the caller's process, cgroup and environment")
     mgr = Manager().load()
     info = mgr.select(g.plugin, spec.annotations)
     from rt.spec import SpecError

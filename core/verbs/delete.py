@@ -4,7 +4,7 @@ from _signal import SIGKILL  # not `signal`: it imports enum
 
 from .. import log, status
 from ..cli import need_id
-from ..errors import RtError
+from ..errors import RtError, require_caller
 from . import backend_of, store
 
 
@@ -86,6 +86,8 @@ def run(g, opts, pos):
     else:
         c = store(g).open(cid, lock=True)
     with c:
+        if c.record and c.record.get("hooks", {}).get("poststop"):
+            require_caller("poststop hooks run in the caller's process")
         try:
             if c.corrupt is None and c.record:
                 destroy(c, opts.force)

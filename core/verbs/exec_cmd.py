@@ -2,7 +2,7 @@ import os
 
 from .. import log, status
 from ..cli import need_id
-from ..errors import RtError
+from ..errors import RtError, front, require_caller
 from . import backend_of, store
 
 
@@ -81,9 +81,10 @@ def run(g, opts, pos):
     be = backend_of(c)
     listener = None
     if not opts.detach:
-        from .run import _subreaper
-        _subreaper()
+        from rt.shim.spawn import adopt_orphans
+        adopt_orphans()
         if proc.terminal and not opts.console_socket:  # a foreground terminal: relay it ourselves
+            require_caller("a foreground terminal is relayed by the caller's process")
             from ..relay import ConsoleListener
             listener = ConsoleListener()
             opts["console_socket"] = listener.path
@@ -98,6 +99,10 @@ def run(g, opts, pos):
         from ..store import atomic_write
         atomic_write(os.path.abspath(opts.pid_file), str(pid).encode(), 0o644)
     if opts.detach:
+        return 0
+    fe = front()
+    if fe is not None:  # the front end is the process's subreaper: it waits for it
+        fe.hand_over(pid, None)
         return 0
     if master is not None:
         from ..relay import relay

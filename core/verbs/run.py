@@ -2,18 +2,13 @@ import os
 import signal
 
 from ..cli import need_id
-from ..errors import NotFound, RtError
+from ..errors import NotFound, RtError, front, require_caller
 from . import store
 from .create import _SIGNALS, _Signalled, _ignore_signals, _restore_signals, _trap_signals, _undo, do_create
 from .start import do_start
+from rt.shim.spawn import adopt_orphans
 
-PR_SET_CHILD_SUBREAPER = 36
 _NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTTIN, signal.SIGTTOU}
-
-
-def _subreaper() -> None:
-    import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def wait_exit(pid: int) -> int:
@@ -39,10 +34,11 @@ def _wants_terminal(opts) -> bool:
 def run(g, opts, pos):
     cid = need_id(pos, "run")
     if not opts.detach:
-        _subreaper()  # the init is reparented to us, so we can wait for it
+        adopt_orphans()  # the init is reparented to us (or our front end), so we can wait for it
         opts["foreground"] = True
     listener = None
     if not opts.detach and not opts.console_socket and _wants_terminal(opts):
+        require_caller("a foreground terminal is relayed by the caller's process")
         # runc's foreground terminal: our own console socket, then relay the pty
         from ..relay import ConsoleListener
         listener = ConsoleListener()
@@ -74,6 +70,12 @@ def run(g, opts, pos):
     if opts.detach:
         return 0
     pid = c.pid
+    fe = front()
+    if fe is not None:  # the front end is the init's subreaper: it waits, then deletes
+        cleanup = None if opts.keep else [g.prog, "--root", g.root, *(["--log", g.log] if g.log else []),
+                                          "--log-format", g.log_format, "delete", "--force", cid]
+        fe.hand_over(pid, cleanup)
+        return 0
 
     def forward(sig, _frame):
         try:

@@ -1,6 +1,6 @@
 from .. import status
 from ..cli import need_id, seconds
-from ..errors import RtError
+from ..errors import RtError, require_caller
 from . import backend_of, store
 
 
@@ -20,6 +20,8 @@ def run(g, opts, pos):
         if s == status.STOPPED:
             raise RtError("cannot start a container that has stopped")
         status.check("start", s, cid)
+        if c.record.get("hooks", {}).get("poststart"):
+            require_caller("poststart hooks run in the caller's process")
         timeout = seconds(opts.ready_timeout, "--ready-timeout") if opts.wait_ready else 0
         do_start(c)
         if opts.wait_ready:

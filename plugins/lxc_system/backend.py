@@ -159,6 +159,7 @@ class SystemBackend(api.OciBackend):
         as lxc-start does. With one (conmon, containerd, `rt run`), a reboot ends the container."""
         if req.console_socket or req.caller_reaps:
             return super().create(req)
+        api.require_caller("lxc_system's keeper is a fork of the caller's rt")
         import json
         r, w = os.pipe()
         pid = os.fork()

@@ -68,6 +68,7 @@ def reboot(g, args) -> int:
     import subprocess
     import sys
     timeout, cid = _timeout_and_id("reboot", args, REBOOT_USAGE)
+    api.require_caller("reboot runs rt again as the caller")
     c = api.open_container(g, cid, lock=True)
     try:
         _system(c, "reboot")
@@ -137,6 +138,7 @@ def console(g, args) -> int:
     import tty
     if len(args) != 1 or args[0].startswith("-"):
         raise api.RtError("usage: rt console CONTAINER_ID   (Ctrl-a q detaches)")
+    api.require_caller("console relays the caller's terminal")
     c = api.open_container(g, args[0])
     path = os.path.join(c.dir, "console.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
