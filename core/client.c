@@ -45,19 +45,19 @@ static void in_process(const char *why) {
     exit(127);
 }
 
-static int send_frame(char type, const char *data, uint32_t n, int fd) {
+static int send_frame(char type, const char *data, uint32_t n, const int *fds, int nfds) {
     char buf[4 + 1 + 64];
     uint32_t len = n + 1;
-    if (n > 64) return -1;
+    if (n > 64 || nfds > 4) return -1;
     memcpy(buf, &len, 4); buf[4] = type; memcpy(buf + 5, data, n);
     struct iovec iov = {buf, 5 + n};
-    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } c;
+    union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } c;
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        m.msg_control = c.b; m.msg_controllen = sizeof c.b;
+    if (nfds > 0) {
+        m.msg_control = c.b; m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
         struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-        h->cmsg_level = SOL_SOCKET; h->cmsg_type = SCM_RIGHTS; h->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(h), &fd, sizeof fd);
+        h->cmsg_level = SOL_SOCKET; h->cmsg_type = SCM_RIGHTS; h->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(h), fds, nfds * sizeof(int));
     }
     return sendmsg(g_sock, &m, MSG_NOSIGNAL) == (ssize_t)(5 + n) ? 0 : -1;
 }
@@ -147,7 +147,7 @@ static void spawn(char *body, uint32_t n, int *fds, int nfds) {
     if (pid > 0 && (pidfd = syscall(SYS_pidfd_open, pid, 0)) >= 0) {
         kid_fd[nkids] = pidfd; kid_pid[nkids++] = pid;
     }
-    send_frame('P', num, len, pid > 0 ? pidfd : -1);
+    send_frame('P', num, len, &pidfd, pid > 0 && pidfd >= 0);
 }
 
 static void forward(int sig) { kill(g_target, sig); }
@@ -238,7 +238,8 @@ int main(int argc, char **argv) {
         }
         in_process("no core");
     }
-    /* the request: fields, and fds [our pidfd, cwd, 0, 1, 2] */
+    /* the request: fields and our pidfd; cwd and stdio go with the go, so that a core that
+     * never answers holds none of them (a caller waits for EOF on our stdout) */
     size_t cap = 64 + strlen(RT_BUILD_ID), len = 0;
     for (i = 0; i < argc; i++) cap += strlen(argv[i]) + 1;
     int envc = 0;
@@ -255,9 +256,8 @@ int main(int argc, char **argv) {
     uint32_t blen = len - 4;
     memcpy(req, &blen, 4);
     int pidfd = syscall(SYS_pidfd_open, getpid(), 0);
-    int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (pidfd < 0 || cwd < 0) in_process("no pidfd or cwd");
-    int sendfds[5] = {pidfd, cwd, 0, 1, 2};
+    if (pidfd < 0) in_process("no pidfd");
+    int sendfds[1] = {pidfd};
     union { struct cmsghdr h; char b[CMSG_SPACE(sizeof sendfds)]; } c;
     struct iovec iov = {req, len};
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.b, .msg_controllen = sizeof c.b};
@@ -268,7 +268,7 @@ int main(int argc, char **argv) {
     if (sent < 0) in_process("the core did not take the request");
     if ((size_t)sent < len && write(g_sock, req + sent, len - sent) != (ssize_t)(len - sent))
         in_process("the core did not take the request");
-    close(pidfd); close(cwd); free(req);
+    close(pidfd); free(req);
 
     /* until we say go, nothing has happened: a slow or refusing core means in-process */
     char *body; uint32_t n; int fds[MAXFDS], nfds, t;
@@ -276,7 +276,10 @@ int main(int argc, char **argv) {
     if (poll(pf, 1, deadline) != 1) in_process("the core did not answer in time");
     t = recv_frame(&body, &n, fds, &nfds);
     if (t != 'A') in_process(t == 'F' ? body : "the core hung up");
-    if (send_frame('G', "", 0, -1) < 0) in_process("the core hung up");
+    int go[4] = {open(".", O_PATH | O_DIRECTORY | O_CLOEXEC), 0, 1, 2};
+    if (go[0] < 0) in_process("no cwd");
+    if (send_frame('G', "", 0, go, 4) < 0) in_process("the core hung up");
+    close(go[0]);
     for (;;) {
         pf[0].fd = g_sock;
         for (i = 0; i < nkids; i++) pf[i + 1] = (struct pollfd){kid_fd[i], POLLIN, 0};

@@ -14,35 +14,32 @@ class NoCore(Exception):
 
 
 def request(root: str, argv: list[str], *, stdio=(0, 1, 2), env: dict | None = None, timeout: float = 10.0,
-            build: str | None = None) -> tuple[str, list[str]]:
-    """Send argv to the core of `root`; returns (kind, fields) of its last answer: X (exit
-    code), F (fallback reason) or W. NoCore when no core answers."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            build: str | None = None, sock: socket.socket | None = None) -> tuple[str, list[str]]:
+    """Send argv to the core of `root` (or over `sock`, connected already); returns (kind,
+    fields) of its last answer: X (exit code), F (fallback reason) or W. NoCore when no core
+    answers."""
+    s = sock or connect(root)
     s.settimeout(timeout)
-    try:
-        s.connect(socket_path(root))
-    except OSError as e:
-        s.close()
-        raise NoCore(e.strerror) from None
     env = dict(os.environ) if env is None else env
     fields = [PROTO, (build_id() if build is None else build).encode(), b"%o" % _umask(), str(len(argv)).encode(),
               *map(os.fsencode, argv), str(len(env)).encode(), *(os.fsencode(f"{k}={v}") for k, v in env.items())]
     body = b"".join(f + b"\0" for f in fields)
     pidfd = os.pidfd_open(os.getpid())
     cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    go = [cwd, *stdio]
     conn = Conn(s)
     try:
         import array
         import struct
         s.sendmsg([struct.pack("<I", len(body)) + body],
-                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd, cwd, *stdio]))])
+                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd]))])
         while True:
             msg, fds, _ = conn.recv(1 << 20, maxfds=16)
             for fd in fds:
                 os.close(fd)
             kind, rest = msg[:1].decode(), [os.fsdecode(f) for f in msg[1:].split(b"\0")[:-1]]
             if kind == "A":
-                conn.send(b"G")
+                conn.send(b"G", fds=go)
                 continue
             if kind == "S":
                 raise NoCore("this front end does not spawn")
@@ -53,6 +50,16 @@ def request(root: str, argv: list[str], *, stdio=(0, 1, 2), env: dict | None = N
         os.close(pidfd)
         os.close(cwd)
         s.close()
+
+
+def connect(root: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        s.connect(socket_path(root))
+    except OSError as e:
+        s.close()
+        raise NoCore(e.strerror) from None
+    return s
 
 
 def _umask() -> int:

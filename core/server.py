@@ -13,9 +13,10 @@ answers "fallback" before anything has happened, and the front end runs the Pyth
 
 Wire format (both ways): u32 little-endian length, then the body; fds go with SCM_RIGHTS.
 - request (front end -> core): NUL-terminated fields "rt-core/1", build id, umask (octal),
-  argc, argv..., envc, env...; fds [pidfd of the sender, cwd, 0, 1, 2].
+  argc, argv..., envc, env...; fds [pidfd of the sender].
 - replies (core -> front end): a type byte, then fields:
-  A accepted (the front end answers G to go on, or hangs up), F fallback (reason),
+  A accepted (the front end answers G with fds [cwd, 0, 1, 2] to go on, or hangs up: no
+  caller's stdio is ever held by a core that does not answer), F fallback (reason),
   X exit (code), S spawn (flags, argc, argv..., envc or "-", env..., targets...; fds
   [exe, fds...]; answered by P pid with fds [pidfd]), W wait (pid, argc, argv...: wait for
   the container process, then run argv, the cleanup of a foreground `run`).
@@ -33,7 +34,7 @@ from . import log
 from .errors import NeedsCaller, RtError
 
 PROTO = b"rt-core/1"
-DIR = ".rt-core"
+DIR = ".rt-core"  # rt.core.store.CORE_DIR: no container may take this id
 MAX_REQUEST = 1 << 20  # bytes; argv and environment together
 MAX_FIELDS = 8192
 REQUEST_DEADLINE = 5.0  # seconds a connection has to send its request and its go
@@ -325,10 +326,12 @@ def serve_connection(sock: socket.socket, core) -> None:
         except (ValueError, UnicodeError) as e:
             conn.send(b"F", [f"bad request: {e}"])
             return
-        if len(fds) != 5:
-            conn.send(b"F", ["bad request: expected 5 fds"])
+        if len(fds) != 1:
+            conn.send(b"F", ["bad request: expected 1 fd"])
             return
-        pidfd, cwd, stdin, stdout, stderr = fds
+        (pidfd,) = fds
+        if creds is None or creds[0] == 0:  # sent before the kernel knew we want them: the connector's
+            creds = struct.unpack("iII", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         why = None
         if bid != core.build_id:
             why = f"build id {bid or '?'} is not the core's {core.build_id}"
@@ -340,14 +343,15 @@ def serve_connection(sock: socket.socket, core) -> None:
         else:
             why = context_mismatch(core.context, creds[0], pidfd, env)
         if why:
-            with core.stats.lock:
-                core.stats.fallbacks += 1
+            _declined(core, argv, why)
             conn.send(b"F", [why])
             return
         conn.send(b"A")
-        go, _, _ = conn.recv(16)
-        if go != b"G":
+        go, more, _ = conn.recv(16, maxfds=4)
+        fds += more
+        if go != b"G" or len(more) != 4:
             return
+        cwd, stdin, stdout, stderr = more
         sock.settimeout(None)
         try:
             code = _run_verb(conn, argv, umask, cwd, (stdin, stdout, stderr), core)
@@ -390,8 +394,7 @@ def _run_verb(conn, argv, umask, cwd, stdio, core) -> int | None:
     try:
         code = cli.main(argv[1:], prog=argv[0])
     except NeedsCaller as e:
-        with core.stats.lock:
-            core.stats.fallbacks += 1
+        _declined(core, argv, e.why)
         conn.send(b"F", [e.why])
         return None
     finally:
@@ -405,6 +408,13 @@ def _run_verb(conn, argv, umask, cwd, stdio, core) -> int | None:
     with core.stats.lock:
         core.stats.served += 1
     return code
+
+
+def _declined(core, argv, why: str) -> None:
+    with core.stats.lock:
+        core.stats.fallbacks += 1
+    sys.__stderr__.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} in-process: {' '.join(argv[1:6])}: {why}\n")
+    sys.__stderr__.flush()
 
 
 def current_front() -> "Front | None":
@@ -466,6 +476,7 @@ def listen(root: str) -> socket.socket:
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     s.listen(128)
     return s
 

@@ -14,6 +14,7 @@ from .errors import NotFound, RtError
 DEFAULT_ROOT = "/run/rt"
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+CORE_DIR = ".rt-core"  # the resident core's socket (rt.core.server)
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -22,6 +23,8 @@ def check_id(cid: str) -> None:
         raise RtError("container id cannot be empty")
     if cid in (".", "..") or not _ID_CHARS.issuperset(cid) or len(cid) > 255:
         raise RtError(f"invalid container id format: {cid}")
+    if cid == CORE_DIR:
+        raise RtError(f"invalid container id format: {cid} (the resident core's directory)")
 
 
 def proc_start_time(pid: int) -> tuple[int, str] | None:

@@ -131,15 +131,62 @@ class Runtime:
         return self("create", "--bundle", bundle, *extra, cid, stdout=subprocess.DEVNULL, **kw)
 
 
+# RT_TEST_CORE=1: the same tests through the resident core (rt's verbs served by `rt core`);
+# unset, rt runs in-process when no core serves the root (RT_NO_CORE=1 forces it).
+WITH_CORE = os.environ.get("RT_TEST_CORE") == "1"
+
+
+def start_core(rt: str, root: str) -> None:
+    subprocess.run([rt, "--root", root, "core", "--idle-timeout", "0", "start"], check=True,
+                   stdout=subprocess.DEVNULL, timeout=60)
+
+
+def stop_core(rt: str, root: str) -> None:
+    subprocess.run([rt, "--root", root, "core", "stop"], check=True, stdout=subprocess.DEVNULL, timeout=60)
+
+
 @pytest.fixture
 def runtime(tmp_path):
     root = tmp_path / "state"
     rt = Runtime(runtime_path(), str(root))
+    core = WITH_CORE and is_rt(rt.path)
+    if core:
+        start_core(rt.path, str(root))
     yield rt
     # Tear down whatever a test left, so one failure does not leak into the next.
     if root.exists():
         for cid in os.listdir(root):
-            rt("delete", "--force", cid)
+            if cid != ".rt-core":
+                rt("delete", "--force", cid)
+    if core:
+        stop_core(rt.path, str(root))
+
+
+def core_processes() -> dict[int, str]:
+    """Live resident cores: pid -> state root."""
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"rt.core" in argv and b"serve" in argv and b"--root" in argv:
+            out[int(pid)] = os.fsdecode(argv[argv.index(b"--root") + 1])
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cores_of_this_session():
+    """Under RT_TEST_CORE=1 the clients (podman, containerd) start cores on first use
+    (RT_CORE_AUTOSTART): stop the ones this session started."""
+    before = set(core_processes())
+    if WITH_CORE:
+        os.environ["RT_CORE_AUTOSTART"] = "1"
+    yield
+    for pid, root in core_processes().items():
+        if pid not in before:
+            subprocess.run([runtime_path(), "--root", root, "core", "stop"], stdout=subprocess.DEVNULL, timeout=60)
 
 
 @pytest.fixture

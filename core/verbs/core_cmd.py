@@ -45,6 +45,11 @@ def run(g, opts, pos):
             return 3  # systemctl's "not running"
         sys.stdout.write("rt core: not running\n")
         return 0
+    if kind != "X" and what == "stop":  # a core of another build, or of another context: signal it
+        pid = _signal_core(root)
+        _wait_gone(root)
+        sys.stdout.write(f"rt core: stopped (pid {pid})\n")
+        return 0
     if kind != "X":
         raise RtError(f"core {what}: the core would not serve this caller: {' '.join(fields)}")
     if what == "stop":
@@ -66,6 +71,22 @@ def _idle(value) -> float:
 def _pidfile(root: str) -> str:
     from ..server import DIR
     return os.path.join(root, DIR, "pid")
+
+
+def _signal_core(root: str) -> int:
+    """SIGTERM to the core whose pid file is under root, if it is a core of this user."""
+    import signal
+    try:
+        with open(_pidfile(root)) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        if b"serve" not in argv or os.stat(f"/proc/{pid}").st_uid != os.geteuid():
+            raise RtError(f"core stop: pid {pid} in {_pidfile(root)} is not a core of ours")
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError) as e:
+        raise RtError(f"core stop: no core to signal: {e}")
+    return pid
 
 
 def _wait_gone(root: str, timeout: float = 30.0) -> None:
