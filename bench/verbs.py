@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Side-by-side latency/memory benchmark of OCI runtime verbs: rt vs runc vs crun.
 
-Run as root:  python3 bench/verbs.py [--runs N] [--runtimes rt,runc,crun] [--json FILE]
+rt is measured three ways: `rt` (warm: its resident core is up), `rt-cold` (the same, after
+300 ms idle before each call) and `rt-nocore` (RT_NO_CORE=1: the in-process Python path).
+
+Run as root:  python3 bench/verbs.py [--runs N] [--runtimes rt,rt-cold,rt-nocore,runc,crun] [--json FILE]
 See bench/README.md for what each row means.
 """
 import argparse
@@ -35,6 +38,7 @@ ROWS = [
     ("create", "create", "ms"),
     ("start", "start", "ms"),
     ("state", "state", "ms"),
+    ("exec", "exec /bin/true", "ms"),
     ("kill", "kill KILL", "ms"),
     ("delete", "delete", "ms"),
     ("batch", "50x create+start (total)", "ms"),
@@ -52,9 +56,11 @@ class VerbError(Exception):
 class Runtime:
     """One runtime binary with its own --root; remembers every container it made."""
 
-    def __init__(self, name, binary, root, errfile, wrap=None):
+    def __init__(self, name, binary, root, errfile, wrap=None, env=None, idle=0.0):
         self.name, self.binary, self.root, self.errfile = name, binary, root, errfile
         self.wrap = wrap or []      # command prefix (crun on hybrid hosts)
+        self.env = env              # environment (RT_NO_CORE=1 for rt-nocore)
+        self.idle = idle            # seconds of quiet before each timed call (rt-cold)
         self.overhead_ns = 0        # wrapper cost subtracted from every timed call
         self.ids = set()            # containers that may exist (for cleanup)
         self.seq = 0
@@ -70,8 +76,10 @@ class Runtime:
         """Run one verb with stdio on /dev/null (stderr: a scratch file, never a pipe,
         since detached containers inherit it). Returns wall ns minus wrapper overhead."""
         cmd = self.cmd(*args)
+        if self.idle:
+            time.sleep(self.idle)
         with open(self.errfile, "w+b") as err:
-            rc, dt = run_timed(cmd, err)
+            rc, dt = run_timed(cmd, err, self.env)
             if rc != 0:
                 err.seek(0)
                 raise VerbError(self.name, cmd, rc, err.read().decode(errors="replace").strip())
@@ -79,7 +87,7 @@ class Runtime:
 
     def state(self, cid):
         cmd = self.cmd("state", cid)
-        p = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+        p = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, timeout=TIMEOUT, env=self.env)
         if p.returncode != 0:
             raise VerbError(self.name, cmd, p.returncode, p.stderr.strip())
         return json.loads(p.stdout)
@@ -119,14 +127,14 @@ def progress(msg):
         print(f"\r{msg:<30}", end="" if msg else "\r", file=sys.stderr, flush=True)
 
 
-def run_timed(cmd, stderr=DEVNULL):
+def run_timed(cmd, stderr=DEVNULL, env=None):
     """(returncode, wall ns) of cmd with stdin/stdout on /dev/null.
 
     Not subprocess.run(timeout=...): that makes Popen.wait poll with exponential
     backoff (0.5, 1, 2, 4 ... ms), quantising every sample.  A pidfd wakes us exactly
     at exit and still enforces TIMEOUT."""
     t0 = time.perf_counter_ns()
-    p = subprocess.Popen(cmd, stdin=DEVNULL, stdout=DEVNULL, stderr=stderr)
+    p = subprocess.Popen(cmd, stdin=DEVNULL, stdout=DEVNULL, stderr=stderr, env=env)
     fd = os.pidfd_open(p.pid)
     try:
         poller = select.poll()
@@ -199,6 +207,31 @@ def make_bundles(tmp):
     return bundles
 
 
+def core_pss(root):
+    """PSS (KiB) of the core serving root, from its pid file."""
+    try:
+        with open(os.path.join(root, ".rt-core", "pid")) as f:
+            return proc_mem(int(f.read()))[1]
+    except (OSError, ValueError):
+        return None
+
+
+def soak(rt, n):
+    """n `state` requests against a running container; the core's PSS before and after."""
+    cid = rt.new_id()
+    rt.ids.add(cid)
+    try:
+        rt.timed("create", "--bundle", rt.sleep_bundle, cid)
+        before = core_pss(rt.root)
+        t0 = time.monotonic()
+        for _ in range(n):
+            subprocess.run(rt.cmd("state", cid), stdin=DEVNULL, stdout=DEVNULL, check=True)
+        return {"requests": n, "seconds": time.monotonic() - t0, "pss_before_kib": before,
+                "pss_after_kib": core_pss(rt.root)}
+    finally:
+        rt.force_delete(cid)
+
+
 def wrapper_overhead(n=30):
     """Median cost of CRUN_WRAP around /bin/true minus bare /bin/true, in ns."""
     def t(cmd):
@@ -251,6 +284,7 @@ def one_run(rt, bundles):
         out["rss"], out["pss"] = proc_mem(rt.state(cid)["pid"])  # process waiting for start
         out["start"] = rt.timed("start", cid)
         out["state"] = rt.timed("state", cid)
+        out["exec"] = rt.timed("exec", cid, "/bin/true")
         out["kill"] = rt.timed("kill", cid, "KILL")
         rt.wait_stopped(cid)  # not timed
         out["delete"] = rt.timed("delete", cid)
@@ -297,9 +331,11 @@ def table(names, st):
     head = ["measurement", "unit"]
     for n in names:
         head += [f"{n} min", f"{n} med"]
-    others = [o for o in ("runc", "crun") if o in names and "rt" in names]
-    for o in others:
-        head += [f"rt/{o} med", f"rt/{o} min"]
+    others = [o for o in ("runc", "crun") if o in names]
+    mine = [v for v in ("rt", "rt-cold", "rt-nocore") if v in names]
+    for v in mine:
+        for o in others:
+            head.append(f"{v}/{o} med")
     rows = [head]
     for key, label, unit in ROWS:
         r = [label, unit]
@@ -307,9 +343,9 @@ def table(names, st):
         for n in names:
             s = st[key].get(n)
             r += [fmt.format(s["min"]), fmt.format(s["median"])] if s else ["-", "-"]
-        for o in others:
-            a, b = st[key].get("rt"), st[key].get(o)
-            r += [ratio(a, b, "median"), ratio(a, b, "min")]
+        for v in mine:
+            for o in others:
+                r.append(ratio(st[key].get(v), st[key].get(o), "median"))
         rows.append(r)
     w = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = []
@@ -327,14 +363,16 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--batch-runs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=50)
-    ap.add_argument("--runtimes", default="rt,runc,crun")
+    ap.add_argument("--runtimes", default="rt,rt-cold,rt-nocore,runc,crun")
+    ap.add_argument("--core-soak", type=int, default=0, metavar="N",
+                    help="after the runs, send N `state` requests to rt's core and report its PSS before and after")
     ap.add_argument("--rt", default=shutil.which("rt"), help="path of the rt executable")
     ap.add_argument("--json", metavar="FILE", help="write raw samples and stats here")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("must run as root")
     names = [n.strip() for n in a.runtimes.split(",") if n.strip()]
-    binaries = {"rt": a.rt, "runc": RUNC, "crun": CRUN}
+    binaries = {"rt": a.rt, "rt-cold": a.rt, "rt-nocore": a.rt, "runc": RUNC, "crun": CRUN}
     for n in names:
         if n not in binaries:
             sys.exit(f"unknown runtime {n!r}")
@@ -362,7 +400,7 @@ def main():
     print()
 
     tmp = tempfile.mkdtemp(prefix="rt-bench-")
-    rts = {}
+    rts, cores = {}, {}
     samples = {k: {} for k, _, _ in ROWS}
     try:
         bundles = make_bundles(tmp)
@@ -370,7 +408,14 @@ def main():
             root = os.path.join(tmp, f"root-{n}")
             os.mkdir(root)
             wrap = CRUN_WRAP if (n == "crun" and layout == "hybrid") else None
-            rts[n] = Runtime(n, binaries[n], root, os.path.join(tmp, f"stderr-{n}"), wrap)
+            env = dict(os.environ, RT_NO_CORE="1") if n == "rt-nocore" else None
+            rts[n] = Runtime(n, binaries[n], root, os.path.join(tmp, f"stderr-{n}"), wrap, env,
+                             0.3 if n == "rt-cold" else 0.0)
+            if n in ("rt", "rt-cold"):
+                subprocess.run([a.rt, "--root", root, "core", "--idle-timeout", "0", "start"], check=True,
+                               stdout=DEVNULL)
+                cores[n] = root
+                info[f"{n}_core_pss_start_kib"] = core_pss(root)
 
         if "crun" in rts:
             if rts["crun"].wrap:
@@ -389,6 +434,8 @@ def main():
                 names.remove("crun")
         for k in samples:
             samples[k] = {n: [] for n in names}
+        for rt in rts.values():
+            rt.sleep_bundle = bundles["sleep"]
 
         # Warm-up (not recorded), then interleaved runs; the order rotates each run.
         for i in range(-1, a.runs):
@@ -414,10 +461,16 @@ def main():
                     print(f"FAIL (batch {i}): {e}", file=sys.stderr)
             progress(f"batch {i + 1}/{a.batch_runs}")
         progress("")
+        for n, root in cores.items():
+            info[f"{n}_core_pss_end_kib"] = core_pss(root)
+        if a.core_soak and "rt" in cores:
+            info["core_soak"] = soak(rts["rt"], a.core_soak)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # don't let a 2nd Ctrl-C skip cleanup
         for rt in rts.values():
             rt.cleanup()
+        for root in cores.values():
+            subprocess.run([a.rt, "--root", root, "core", "stop"], stdout=DEVNULL, stderr=DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
 
     st = {k: {n: stats(samples[k][n], u) for n in names} for k, _, u in ROWS}
@@ -428,6 +481,15 @@ def main():
     notes.append("memory rows: the pid reported by `state` right after create "
                  "(the process waiting for `start`); runc: `runc init`, crun: container init, "
                  "rt: its waiting helper")
+    for n in cores:
+        notes.append(f"{n}: its core's PSS {info.get(f'{n}_core_pss_start_kib')} KiB after start, "
+                     f"{info.get(f'{n}_core_pss_end_kib')} KiB after the runs")
+    if "core_soak" in info:
+        s = info["core_soak"]
+        notes.append(f"core soak: {s['requests']} `state` requests in {s['seconds']:.1f} s; core PSS "
+                     f"{s['pss_before_kib']} KiB before, {s['pss_after_kib']} KiB after")
+    notes.append("rt: warm core; rt-cold: 300 ms idle before each call; rt-nocore: RT_NO_CORE=1, rt's "
+                 "in-process Python path (through the native front end, as users run it)")
     notes.append(f"loadavg start {' '.join(info['loadavg_start'])}, end {' '.join(info['loadavg_end'])}")
     print("\nnotes:")
     for note in notes:

@@ -87,6 +87,7 @@ VERBS = {
                (("--command",), "command", S, "/bin/true", "the command that exits at once (run, exec)"),
                (("--idle",), "idle", S, "sleep 1000000", "what a running instance runs (app and VM levels)"),
                (("--init",), "init", S, "/sbin/init", "a system container's init"),
+               (("--core",), "core", S, "warm,none", "rt with a warm resident core (warm), in-process (none), or both"),
                (("--json",), "json", B, False, "print the JSON document instead of the table"),
                (("--output", "-o"), "output", S, None, "directory for results.json, table.txt and charts (default ./rt-bench)")],
               ["[bundle]"], "measure what each isolation level costs for a bundle, next to runc, crun, LXC and QEMU"),
@@ -160,7 +161,7 @@ def _plugin_verbs() -> list[tuple[str, str, str]]:
     """(verb, help, plugin) of the verbs that plugins add; none if the plugins fail to load."""
     from .plugins import Manager
     try:
-        return [(v.name, v.help, v.plugin) for v in Manager().load().registry.verbs.values()]
+        return [(v.name, v.help, v.plugin) for v in Manager.shared().registry.verbs.values()]
     except RtError:
         return []
 

@@ -158,7 +158,32 @@ def _entry_points():
         yield ep
 
 
+_shared: tuple | None = None
+
+
+def _install_key() -> tuple:
+    """What the installed plugins depend on: an install or removal changes a directory's mtime."""
+    import sys
+    key = [os.environ.get("RT_DISABLED_PLUGINS", ""), os.environ.get("RT_DISABLE_PLUGIN_AUTOLOAD", "")]
+    for d in sys.path:
+        try:
+            key.append(os.stat(d or ".").st_mtime_ns)
+        except OSError:
+            key.append(None)
+    return tuple(key)
+
+
 class Manager:
+    @classmethod
+    def shared(cls) -> "Manager":
+        """A loaded Manager, kept while the installed distributions stay the same (the
+        resident core scans entry points once, not per request)."""
+        global _shared
+        key = _install_key()
+        if _shared is None or _shared[0] != key:
+            _shared = (key, cls().load())
+        return _shared[1]
+
     def __init__(self):
         import pluggy
         from . import hookspecs

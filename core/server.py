@@ -23,6 +23,7 @@ Wire format (both ways): u32 little-endian length, then the body; fds go with SC
 """
 import array
 import ctypes
+from collections.abc import MutableMapping
 import os
 import socket
 import struct
@@ -40,10 +41,10 @@ MAX_FIELDS = 8192
 REQUEST_DEADLINE = 5.0  # seconds a connection has to send its request and its go
 FD_FLOOR = 64  # our fds start above the caller's --preserve-fds range (the front end checks)
 CLONE_FS = 0x200
-# What rt reads from its environment: a caller that sets these differently is served in-process.
+# rt's own settings, some read once at import: a caller that sets them differently is served
+# in-process. The rest of the environment (PATH...) is the request's own (_PerThreadEnviron).
 SETTINGS_PREFIX = "RT_"
 NOT_SETTINGS = ("RT_ARGV0", "RT_NO_CORE")  # and RT_CORE_*: the front end's and the core's own
-SETTINGS = ("PATH", "TMPDIR", "XDG_RUNTIME_DIR")
 _STATUS_KEYS = (b"Uid:", b"Gid:", b"Groups:", b"CapInh:", b"CapPrm:", b"CapEff:", b"CapBnd:", b"CapAmb:",
                 b"NoNewPrivs:", b"Seccomp:")
 _NAMESPACES = ("mnt", "pid", "net", "user", "uts", "ipc", "cgroup", "time")
@@ -89,6 +90,35 @@ class _PerThreadDict:
 
     def update(self, **kw):
         self._d().update(kw)
+
+
+class _PerThreadEnviron(MutableMapping):
+    """os.environ: the current request's environment in a worker, else the core's own."""
+
+    def __init__(self, base):
+        self._base = base
+
+    def _env(self):
+        env = getattr(_req, "environ", None)
+        return self._base if env is None else env
+
+    def __getitem__(self, key):
+        return self._env()[key]
+
+    def __setitem__(self, key, value):
+        self._env()[key] = value
+
+    def __delitem__(self, key):
+        del self._env()[key]
+
+    def __iter__(self):
+        return iter(self._env())
+
+    def __len__(self):
+        return len(self._env())
+
+    def copy(self) -> dict:
+        return dict(self._env())
 
 
 _req = threading.local()
@@ -143,8 +173,7 @@ class Context:
 
 def _settings(env) -> dict:
     return {k: v for k, v in env.items()
-            if (k.startswith(SETTINGS_PREFIX) and k not in NOT_SETTINGS and not k.startswith("RT_CORE"))
-            or k in SETTINGS}
+            if k.startswith(SETTINGS_PREFIX) and k not in NOT_SETTINGS and not k.startswith("RT_CORE")}
 
 
 def context_mismatch(ctx: Context, pid: int, pidfd: int, env: dict) -> str | None:
@@ -354,7 +383,7 @@ def serve_connection(sock: socket.socket, core) -> None:
         cwd, stdin, stdout, stderr = more
         sock.settimeout(None)
         try:
-            code = _run_verb(conn, argv, umask, cwd, (stdin, stdout, stderr), core)
+            code = _run_verb(conn, argv, env, umask, cwd, (stdin, stdout, stderr), core)
             front = _req.front
         finally:
             _req.front = None
@@ -376,7 +405,7 @@ def serve_connection(sock: socket.socket, core) -> None:
         sock.close()
 
 
-def _run_verb(conn, argv, umask, cwd, stdio, core) -> int | None:
+def _run_verb(conn, argv, env, umask, cwd, stdio, core) -> int | None:
     """rt's CLI for this request, as the caller's own process would run it; None once the
     request has been answered with F (a step that must run in the caller)."""
     from rt.shim import spawn
@@ -389,6 +418,7 @@ def _run_verb(conn, argv, umask, cwd, stdio, core) -> int | None:
     _req.stdin, _req.stdout, _req.stderr = streams
     _req.log = None
     _req.front = front = Front(conn)
+    _req.environ = env
     front.root = core.root
     spawn.set_remote(front)
     try:
@@ -397,6 +427,8 @@ def _run_verb(conn, argv, umask, cwd, stdio, core) -> int | None:
         _declined(core, argv, e.why)
         conn.send(b"F", [e.why])
         return None
+    except SystemExit as e:  # a verb's sys.exit() ends its request, never the core
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         spawn.set_remote(None)
         for s in streams[1:]:
@@ -404,7 +436,7 @@ def _run_verb(conn, argv, umask, cwd, stdio, core) -> int | None:
                 s.flush()
             except OSError:
                 pass
-        _req.stdin = _req.stdout = _req.stderr = None
+        _req.stdin = _req.stdout = _req.stderr = _req.environ = None
     with core.stats.lock:
         core.stats.served += 1
     return code
@@ -486,6 +518,15 @@ def install_per_request_state() -> None:
     sys.stderr = _PerThread("stderr", sys.stderr)
     sys.stdin = _PerThread("stdin", sys.stdin)
     log._state = _PerThreadDict(dict(log._state))
+    os.environ = _PerThreadEnviron(os.environ)
+    import subprocess  # a program the core runs gets the request's environment, as it would in-process
+    popen_init = subprocess.Popen.__init__
+
+    def init(self, *args, env=None, **kw):
+        if env is None and getattr(_req, "environ", None) is not None:
+            env = dict(_req.environ)
+        popen_init(self, *args, env=env, **kw)
+    subprocess.Popen.__init__ = init
 
 
 async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
@@ -493,6 +534,10 @@ async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
 
     import trio
     limiter = trio.CapacityLimiter(64)
+    try:
+        core.sock_ino = os.stat(lsock.getsockname()).st_ino
+    except (OSError, TypeError):
+        core.sock_ino = None
     tsock = trio.socket.from_stdlib_socket(lsock)
     last = [time.monotonic()]
 
@@ -519,6 +564,8 @@ async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
             while True:
                 await trio.sleep(0.5 if core.stale or core.stopping else min(5.0, max(core.idle / 4, 0.5)))
                 quiet = core.stats.busy == 0 and time.monotonic() - last[0]
+                if _socket_gone(core, lsock):
+                    core.stopping = True  # its root was removed: nobody can reach it any more
                 if core.stats.busy == 0 and (core.stopping or core.stale or (core.idle and quiet >= core.idle)):
                     nursery.cancel_scope.cancel()
         nursery.start_soon(watch_signals)
@@ -532,6 +579,15 @@ async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             last[0] = time.monotonic()
             nursery.start_soon(one, raw)
+
+
+def _socket_gone(core: Core, lsock: socket.socket) -> bool:
+    """The path we listen on no longer leads to our socket (its directory was removed)."""
+    try:
+        name = lsock.getsockname()
+        return core.sock_ino is not None and (not name or os.stat(name).st_ino != core.sock_ino)
+    except OSError:
+        return True
 
 
 def status_text(core: Core) -> str:

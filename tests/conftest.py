@@ -1,4 +1,5 @@
 """Shared fixtures: the runtime under test, a busybox rootfs, bundles, and leak checks."""
+import contextlib
 import json
 import os
 import shutil
@@ -133,7 +134,8 @@ class Runtime:
 
 # RT_TEST_CORE=1: the same tests through the resident core (rt's verbs served by `rt core`);
 # unset, rt runs in-process when no core serves the root (RT_NO_CORE=1 forces it).
-WITH_CORE = os.environ.get("RT_TEST_CORE") == "1"
+# (taken out of the environment: the clients' rt must see the same RT_* settings as the core)
+WITH_CORE = os.environ.pop("RT_TEST_CORE", "") == "1"
 
 
 def start_core(rt: str, root: str) -> None:
@@ -162,6 +164,30 @@ def runtime(tmp_path):
         stop_core(rt.path, str(root))
 
 
+@contextlib.contextmanager
+def client_core(root: str):
+    """Under RT_TEST_CORE=1, a core for the root a client (podman, containerd) has rt use, for
+    as long as the client's tests run; it must have served some of their requests."""
+    rt = runtime_path()
+    if not (WITH_CORE and is_rt(rt)):
+        yield
+        return
+    ours = root not in core_processes().values()
+    if ours:
+        start_core(rt, root)
+    try:
+        yield
+        from rt.core.coreclient import request
+        with tempfile.TemporaryFile() as out:
+            kind, fields = request(root, ["rt", "--root", root, "core", "status"], stdio=(0, out.fileno(), 2))
+            out.seek(0)
+            status = json.loads(out.read()) if kind == "X" else {"served": 0}
+        assert status["served"] > 1, f"the core of {root} served none of the client's requests: {status}"
+    finally:
+        if ours:
+            stop_core(rt, root)
+
+
 def core_processes() -> dict[int, str]:
     """Live resident cores: pid -> state root."""
     out = {}
@@ -178,15 +204,24 @@ def core_processes() -> dict[int, str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _cores_of_this_session():
-    """Under RT_TEST_CORE=1 the clients (podman, containerd) start cores on first use
-    (RT_CORE_AUTOSTART): stop the ones this session started."""
+    """Stop any core this session started and left (a test that failed half-way)."""
     before = set(core_processes())
-    if WITH_CORE:
-        os.environ["RT_CORE_AUTOSTART"] = "1"
     yield
     for pid, root in core_processes().items():
         if pid not in before:
             subprocess.run([runtime_path(), "--root", root, "core", "stop"], stdout=subprocess.DEVNULL, timeout=60)
+    import select
+    for pid in set(core_processes()) - before:  # a core whose root was removed leaves on its own
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        try:
+            if not select.select([fd], [], [], 15)[0]:
+                os.kill(pid, 15)
+                raise AssertionError(f"the core {pid} this session started did not exit")
+        finally:
+            os.close(fd)
 
 
 @pytest.fixture

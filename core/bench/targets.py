@@ -65,8 +65,14 @@ def run(cmd: list[str], *, timeout: float = 180, check: bool = True, stdin=None)
 
 
 def rt_argv() -> list[str]:
-    """The rt that users run: the console script beside this interpreter, else `-m`."""
+    """The rt that users run: the front end beside this interpreter, else `-m`."""
     exe = os.path.join(os.path.dirname(sys.executable), "rt")
+    return [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "rt.core"]
+
+
+def rt_py_argv() -> list[str]:
+    """rt's in-process Python path (what `rt` runs when no core serves it)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "rt-py")
     return [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "rt.core"]
 
 
@@ -219,6 +225,8 @@ class OciTarget(BenchTarget):
         self.wrap = wrap or []
         self.wrap_s = 0.0  # cost of the wrapper alone, taken off every call
         self.root = self.up_bundle = self.true_bundle = None
+        self.core = False  # rt with a warm resident core on its root (rt bench --core)
+        self.core_started = False
 
     def available(self) -> str | None:
         exe = self.argv[0]
@@ -250,6 +258,14 @@ class OciTarget(BenchTarget):
             ctx.check_plugin(self.plugin, self.up_bundle)
         if self.wrap:
             self.wrap_s = min(_timed(self.wrap + ["/bin/true"]) for _ in range(10))
+        if self.core:
+            run(self.argv + ["--root", self.root, "core", "--idle-timeout", "0", "start"])
+            self.core_started = True
+
+    def finish(self, ctx) -> None:
+        if self.core_started:
+            run(self.argv + ["--root", self.root, "core", "stop"], check=False)
+            self.core_started = False
 
     CALLS = {"up": 2, "roundtrip": 1, "exec": 1, "down": 1}
 

@@ -34,6 +34,30 @@ def gather(bench, plugins: list[str] | None, peers: list[str] | None) -> None:
     bench.targets[:] = keep
 
 
+def with_cores(bench, modes: list[str]) -> None:
+    """rt's rows: with a warm resident core ("warm") and in-process ("none", rt-py)."""
+    import copy
+    from ..bench.targets import OciTarget, rt_argv, rt_py_argv
+    bad = set(modes) - {"warm", "none"}
+    if bad or not modes:
+        raise RtError(f"--core takes warm, none or both, got {','.join(modes) or 'nothing'}")
+    out = []
+    for t in bench.targets:
+        if t.peer or not isinstance(t, OciTarget) or t.argv != rt_argv():
+            out.append(t)
+            continue
+        if "warm" in modes:
+            t.core = True
+            out.append(t)
+        if "none" in modes:
+            alone = copy.copy(t)
+            alone.argv, alone.core = rt_py_argv(), False
+            if "warm" in modes:
+                alone.name = f"{t.name} (in-process)"
+            out.append(alone)
+    bench.targets[:] = out
+
+
 def run(g, opts, pos):
     from ..errors import require_caller
     require_caller("bench starts and times its own processes")
@@ -56,6 +80,7 @@ def run(g, opts, pos):
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s is not None else None
     bench = Bench(runs=opts.runs, density=opts.density, window=window)
     gather(bench, split(opts.plugins), split(opts.peers))
+    with_cores(bench, split(opts.core) or [])
     outdir = opts.output or "rt-bench"
     tmp = scratch_dir()
     try:

@@ -184,7 +184,23 @@ def serve(root: str, idle: float, ready_fd, rehome: bool = False) -> int:
                 pass
         if cg is not None:
             _leave_cgroup(cg)
+        _tidy(root)
     return 0
+
+
+def _tidy(root: str) -> None:
+    """Leave no trace but a log that has something in it."""
+    from ..server import DIR
+    d = os.path.join(root, DIR)
+    try:
+        if os.path.getsize(os.path.join(d, "log")) == 0:
+            os.unlink(os.path.join(d, "log"))
+    except OSError:
+        pass
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
 
 
 def _own_cgroup(root: str):

@@ -51,7 +51,7 @@ def do_create(g, opts, cid: str):
     if spec.hooks is not None and any(getattr(spec.hooks, k) for k in ("prestart", "create_runtime", "poststart",
                                                                        "poststop")):
         require_caller("runtime hooks run in the caller's process, cgroup and environment")
-    mgr = Manager().load()
+    mgr = Manager.shared()
     info = mgr.select(g.plugin, spec.annotations)
     from rt.spec import SpecError
     try:

@@ -11,7 +11,7 @@ def run(g, opts, pos):
     from ..seccomp import ACTIONS, FILTER_FLAGS, OPERATORS
     from ..plugins import Manager
     from ..cgroups import Layout
-    mgr = Manager().load()
+    mgr = Manager.shared()
     layout = Layout.detect()
     feats = {
         "ociVersionMin": "1.0.0", "ociVersionMax": OCI_VERSION,

@@ -4,7 +4,7 @@ from ..errors import RtError
 
 def run(g, verb, args):
     from ..plugins import Manager, load_target
-    mgr = Manager().load()
+    mgr = Manager.shared()
     info = mgr.registry.verbs.get(verb)
     if info is None:
         raise RtError(f"unknown command {verb!r}; see `rt --help`")

@@ -27,6 +27,8 @@ def leftovers(pid: int) -> dict:
 
 def bench(bundle, out, *args, timeout=600, env=None):
     rt = runtime_path()
+    if "--core" not in args:
+        args = ("--core", "warm", *args)
     p = subprocess.run([rt, "bench", "--json", "-o", str(out), *args, bundle], capture_output=True, text=True,
                        timeout=timeout, env=env)
     assert p.returncode == 0, p.stderr
@@ -36,8 +38,8 @@ def bench(bundle, out, *args, timeout=600, env=None):
 def test_app_level_against_runc(make_bundle, tmp_path):
     bundle = make_bundle(["sh", "-c", "echo hi"])
     rows, err = bench(bundle, tmp_path / "out", "--plugins", "app_single", "--peers", "runc", "--runs", "2",
-                      "--density", "3", "--window", "30")
-    assert set(rows) == {"rt app_single", "runc"}
+                      "--density", "3", "--window", "30", "--core", "warm,none")
+    assert set(rows) == {"rt app_single", "rt app_single (in-process)", "runc"}
     for row in rows.values():
         assert row["status"] == "ok", row
         for metric in ("up", "roundtrip", "exec", "down", "memory"):
@@ -111,7 +113,8 @@ def test_ctrl_c_removes_every_instance(make_bundle, tmp_path):
     bundle = make_bundle(["true"])
     sleepers = set(processes_with(b"sleep\x001000000"))
     p = subprocess.Popen([runtime_path(), "bench", "-o", str(tmp_path / "out"), "--plugins", "app_single",
-                          "--peers", "runc", "--runs", "1", "--density", "6", "--window", "120", bundle],
+                          "--peers", "runc", "--runs", "1", "--density", "6", "--window", "120", "--core", "warm",
+                          bundle],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     deadline = time.monotonic() + 120

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from clients import Containerd
-from conftest import runtime_path
+from conftest import client_core, runtime_path
 
 pytestmark = pytest.mark.root
 IMG = "localhost/busybox:rt"
@@ -14,7 +14,8 @@ IMG = "localhost/busybox:rt"
 @pytest.fixture(scope="module")
 def ctrd(tmp_path_factory, busybox_rootfs):
     c = Containerd(str(tmp_path_factory.mktemp("containerd")), runtime_path(), busybox_rootfs)
-    yield c
+    with client_core("/run/containerd/runc/default"):  # the runc shim's --root for namespace default
+        yield c
     c.close()
 
 

@@ -309,9 +309,14 @@ def test_idle_core_exits(runtime, core):
 
 
 def test_core_status_and_stop_without_a_core(runtime):
+    from conftest import WITH_CORE
+    if WITH_CORE:
+        stop_core(runtime.path, runtime.root)
     p = runtime("core", "status")
     assert (p.returncode, p.stdout) == (3, "rt core: not running\n")
     assert runtime("core", "stop").returncode == 0
+    if WITH_CORE:
+        start_core(runtime.path, runtime.root)
 
 
 def test_the_core_lives_in_a_cgroup_of_its_own(runtime, core):
@@ -323,3 +328,29 @@ def test_the_core_lives_in_a_cgroup_of_its_own(runtime, core):
     with open(f"/proc/{core.pid}/status") as f:
         status = f.read()
     assert os.getsid(core.pid) != os.getsid(0) and os.readlink(f"/proc/{core.pid}/cwd") == "/", status
+
+
+def test_autostart_starts_a_rehomed_core_and_serves_later_calls(runtime):
+    """RT_CORE_AUTOSTART=1: the first call runs in-process while a core starts; later calls go to it."""
+    from conftest import WITH_CORE, core_processes
+    if not native():
+        pytest.skip("the native front end was not built")
+    if WITH_CORE:
+        stop_core(runtime.path, runtime.root)
+    env = dict(os.environ, RT_CORE_AUTOSTART="1")
+    assert runtime("list", env=env).returncode == 0
+    deadline = time.monotonic() + 30
+    while runtime.root not in core_processes().values() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = next(p for p, r in core_processes().items() if r == runtime.root)
+    c = Core(runtime)
+    while time.monotonic() < deadline and not os.path.exists(os.path.join(runtime.root, ".rt-core", "sock")):
+        time.sleep(0.05)
+    served = c.status()["served"]
+    assert runtime("list", env=env).returncode == 0
+    assert c.status()["served"] == served + 2  # the list, then this status
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert "rt-core-" in f.read()
+    if not WITH_CORE:
+        stop_core(runtime.path, runtime.root)
+    assert gone(pid)

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from clients import Podman
-from conftest import runtime_path
+from conftest import client_core, runtime_path
 
 pytestmark = pytest.mark.root
 IMG = "localhost/busybox:rt"
@@ -14,7 +14,8 @@ IMG = "localhost/busybox:rt"
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory, busybox_rootfs):
     pm = Podman(str(tmp_path_factory.mktemp("podman")), runtime_path(), busybox_rootfs)
-    yield pm
+    with client_core("/run/rt"):  # podman passes no --root: rt's default
+        yield pm
     pm.close()
 
 
