@@ -368,11 +368,17 @@ def main():
                     help="after the runs, send N `state` requests to rt's core and report its PSS before and after")
     ap.add_argument("--rt", default=shutil.which("rt"), help="path of the rt executable")
     ap.add_argument("--json", metavar="FILE", help="write raw samples and stats here")
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
+                    help="another runc-compatible binary to measure in the same run (e.g. an older rt)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("must run as root")
     names = [n.strip() for n in a.runtimes.split(",") if n.strip()]
     binaries = {"rt": a.rt, "rt-cold": a.rt, "rt-nocore": a.rt, "runc": RUNC, "crun": CRUN}
+    for spec in a.extra:
+        name, _, path = spec.partition("=")
+        binaries[name] = path
+        names.append(name)
     for n in names:
         if n not in binaries:
             sys.exit(f"unknown runtime {n!r}")
@@ -454,6 +460,8 @@ def main():
 
         for i in range(a.batch_runs):
             for n in names[i % len(names):] + names[:i % len(names)]:
+                if rts[n].idle:
+                    continue  # back to back is the point of this row
                 try:
                     samples["batch"][n].append(batch_run(rts[n], bundles["sleep"], a.batch_size))
                 except VerbError as e:

@@ -84,7 +84,8 @@ def record_problem(record) -> str | None:
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data`, or leave it as it was (and no temporary file) on failure."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from _thread import get_ident  # the resident core writes from several threads at once
+    tmp = f"{path}.{os.getpid()}.{get_ident()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:

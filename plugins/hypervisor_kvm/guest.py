@@ -26,7 +26,8 @@ MAGICS = [(b"\x02\x21\x4c\x18", ["lz4", "-dc"]), (b"\x28\xb5\x2f\xfd", ["zstd", 
 
 
 def _atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from _thread import get_ident  # the resident core: several creates at once
+    tmp = f"{path}.{os.getpid()}.{get_ident()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)

@@ -354,3 +354,16 @@ def test_autostart_starts_a_rehomed_core_and_serves_later_calls(runtime):
     if not WITH_CORE:
         stop_core(runtime.path, runtime.root)
     assert gone(pid)
+
+
+def test_a_foreground_run_blocks_neither_state_nor_kill(runtime, core, make_bundle, no_leaks):
+    b = make_bundle(["sleep", "100"])
+    p = subprocess.Popen([runtime.path, "--root", runtime.root, "run", "--bundle", b, "fk"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runtime.ids.add("fk")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and '"running"' not in runtime("state", "fk").stdout:
+        time.sleep(0.02)
+    assert runtime("kill", "fk", "KILL").returncode == 0
+    assert p.wait(timeout=30) == 137, p.stderr.read()
+    assert runtime("list", "-q", check=True).stdout == ""
