@@ -75,9 +75,11 @@ static int recv_frame(char **body, uint32_t *blen, int *fds, int *nfds) {
         if (r <= 0) return -1;
         for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
             if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
-                int k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                memcpy(fds + *nfds, CMSG_DATA(h), k * sizeof(int));
-                *nfds += k;
+                int k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int), got[MAXFDS];
+                memcpy(got, CMSG_DATA(h), k * sizeof(int));  /* k <= MAXFDS: the buffer's size */
+                for (int j = 0; j < k; j++)
+                    if (*nfds < MAXFDS) fds[(*nfds)++] = got[j];
+                    else close(got[j]);
             }
         got += r;
     }
@@ -191,6 +193,50 @@ static void core_lost(void) {
     exit(code);
 }
 
+/* Output of rt itself (O frames). Read-only verbs keep it until the exit code comes: if
+ * the core fails them half-way, rt-py answers instead, and nothing is printed twice. */
+static char *held[3];
+static size_t held_len[3];
+
+static void write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        p += w; n -= w;
+    }
+}
+
+static void output(const char *body, uint32_t n, int hold) {
+    int fd = n > 0 && body[0] == '2' ? 2 : 1;
+    if (n == 0) return;
+    if (!hold) { write_all(fd, body + 1, n - 1); return; }
+    char *grown = realloc(held[fd], held_len[fd] + n);
+    if (!grown) return;
+    memcpy(grown + held_len[fd], body + 1, n - 1);
+    held[fd] = grown; held_len[fd] += n - 1;
+}
+
+static void release_output(void) {
+    for (int fd = 1; fd <= 2; fd++) write_all(fd, held[fd], held_len[fd]);
+}
+
+/* Digits only: anything else, rt-py judges it. */
+static int count_of(const char *s) {
+    if (!*s || strlen(s) > 6 || strspn(s, "0123456789") != strlen(s)) return -1;
+    return atoi(s);
+}
+
+/* The core's directory must be ours and private, and the socket's owner us: anything else
+ * there is someone else's, and gets nothing of ours (environment, cwd, a fork). */
+static int trusted(const char *dir) {
+    struct stat st;
+    struct ucred peer;
+    socklen_t len = sizeof peer;
+    if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) return 0;
+    return getsockopt(g_sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 && peer.uid == geteuid();
+}
+
 static int takes_value(const char *a) {
     static const char *v[] = {"--log", "--log-format", "--criu", "--plugin", "--rootless", NULL};
     for (int i = 0; v[i]; i++) if (!strcmp(a, v[i])) return 1;
@@ -211,18 +257,23 @@ int main(int argc, char **argv) {
     verb = argv[i];
     if (!strcmp(verb, "core")) in_process("rt core manages the core itself");
     for (; i < argc; i++) {
-        if (!strcmp(argv[i], "--preserve-fds") && i + 1 < argc) preserve = atoi(argv[i + 1]);
-        else if (!strncmp(argv[i], "--preserve-fds=", 15)) preserve = atoi(argv[i] + 15);
+        int n = -2;
+        if (!strcmp(argv[i], "--preserve-fds") && i + 1 < argc) n = count_of(argv[i + 1]);
+        else if (!strncmp(argv[i], "--preserve-fds=", 15)) n = count_of(argv[i] + 15);
+        if (n == -1) in_process("a --preserve-fds that is not a plain number");
+        if (n > preserve) preserve = n;
     }
-    if ((e = getenv("LISTEN_FDS")) && atoi(e) > preserve) preserve = atoi(e);
+    if ((e = getenv("LISTEN_FDS")) && count_of(e) > preserve) preserve = count_of(e);
     if (preserve < 0 || 3 + preserve > FD_FLOOR) in_process("too many preserved fds");
     for (i = 0; i < 3; i++) if (fcntl(i, F_GETFD) < 0) in_process("a standard fd is closed");
     int readonly = !strcmp(verb, "state") || !strcmp(verb, "list") || !strcmp(verb, "ps") || !strcmp(verb, "features");
     long deadline = (e = getenv("RT_CORE_TIMEOUT")) ? (long)(atof(e) * 1000) : 5000;
 
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char dir[sizeof sa.sun_path];
     if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s/.rt-core/sock", root) >= (int)sizeof sa.sun_path)
         in_process("state root path too long for a socket");
+    snprintf(dir, sizeof dir, "%s/.rt-core", root);
     g_sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (g_sock < 0 || connect(g_sock, (struct sockaddr *)&sa, sizeof sa) < 0) {
         if ((e = getenv("RT_CORE_AUTOSTART")) && !strcmp(e, "1") && fork() == 0) {
@@ -238,6 +289,7 @@ int main(int argc, char **argv) {
         }
         in_process("no core");
     }
+    if (!trusted(dir)) in_process("the socket is not a core of ours");
     /* the request: fields and our pidfd; cwd and stdio go with the go, so that a core that
      * never answers holds none of them (a caller waits for EOF on our stdout) */
     size_t cap = 64 + strlen(RT_BUILD_ID), len = 0;
@@ -276,9 +328,9 @@ int main(int argc, char **argv) {
     if (poll(pf, 1, deadline) != 1) in_process("the core did not answer in time");
     t = recv_frame(&body, &n, fds, &nfds);
     if (t != 'A') in_process(t == 'F' ? body : "the core hung up");
-    int go[4] = {open(".", O_PATH | O_DIRECTORY | O_CLOEXEC), 0, 1, 2};
+    int go[2] = {open(".", O_PATH | O_DIRECTORY | O_CLOEXEC), 0};
     if (go[0] < 0) in_process("no cwd");
-    if (send_frame('G', "", 0, go, 4) < 0) in_process("the core hung up");
+    if (send_frame('G', "", 0, go, 2) < 0) in_process("the core hung up");
     close(go[0]);
     for (;;) {
         pf[0].fd = g_sock;
@@ -294,9 +346,12 @@ int main(int argc, char **argv) {
             }
         if (!pf[0].revents) continue;
         t = recv_frame(&body, &n, fds, &nfds);
-        if (t == 'X') exit(atoi(body));
+        if (t != 'S')
+            for (i = 0; i < nfds; i++) close(fds[i]);
+        if (t == 'X') { release_output(); exit(atoi(body)); }
+        else if (t == 'O') output(body, n, readonly);
         else if (t == 'S') spawn(body, n, fds, nfds);
-        else if (t == 'W') wait_and_exit(body, n);
+        else if (t == 'W') { release_output(); wait_and_exit(body, n); }
         else if (t == 'F') in_process(body);  /* declined before it changed anything */
         else if (readonly) in_process("the core hung up");
         else core_lost();

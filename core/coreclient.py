@@ -26,7 +26,7 @@ def request(root: str, argv: list[str], *, stdio=(0, 1, 2), env: dict | None = N
     body = b"".join(f + b"\0" for f in fields)
     pidfd = os.pidfd_open(os.getpid())
     cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
-    go = [cwd, *stdio]
+    go = [cwd, stdio[0]]
     conn = Conn(s)
     try:
         import array
@@ -41,6 +41,9 @@ def request(root: str, argv: list[str], *, stdio=(0, 1, 2), env: dict | None = N
             if kind == "A":
                 conn.send(b"G", fds=go)
                 continue
+            if kind == "O":  # rt's output, to our stdout or stderr
+                os.write(stdio[int(msg[1:2] or b"1")], msg[2:])
+                continue
             if kind == "S":
                 raise NoCore("this front end does not spawn")
             return kind, rest
@@ -53,12 +56,27 @@ def request(root: str, argv: list[str], *, stdio=(0, 1, 2), env: dict | None = N
 
 
 def connect(root: str) -> socket.socket:
+    """A connection to the core of `root`, only if it is a core of our own uid in a private
+    directory of ours (anything else there is someone else's, and gets nothing of ours)."""
+    import stat
+    import struct
+    path = socket_path(root)
+    try:
+        st = os.lstat(os.path.dirname(path))
+    except OSError as e:
+        raise NoCore(e.strerror) from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise NoCore(f"{os.path.dirname(path)} is not a private directory of ours")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
-        s.connect(socket_path(root))
+        s.connect(path)
+        _, uid, _ = struct.unpack("iII", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     except OSError as e:
         s.close()
         raise NoCore(e.strerror) from None
+    if uid != os.geteuid():
+        s.close()
+        raise NoCore(f"the socket's owner is uid {uid}, not us")
     return s
 
 

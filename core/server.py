@@ -13,16 +13,19 @@ answers "fallback" before anything has happened, and the front end runs the Pyth
 
 Wire format (both ways): u32 little-endian length, then the body; fds go with SCM_RIGHTS.
 - request (front end -> core): NUL-terminated fields "rt-core/1", build id, umask (octal),
-  argc, argv..., envc, env...; fds [pidfd of the sender].
+  argc, argv..., envc, env...; fds [pidfd of the sender]. The front end talks only to a
+  core of its own uid (SO_PEERCRED), in a directory that is its own and private.
 - replies (core -> front end): a type byte, then fields:
-  A accepted (the front end answers G with fds [cwd, 0, 1, 2] to go on, or hangs up: no
-  caller's stdio is ever held by a core that does not answer), F fallback (reason),
+  A accepted (the front end answers G with fds [cwd, 0] to go on, or hangs up), O output
+  (1 or 2, then bytes: rt's own stdout and stderr, which the front end writes; the core
+  never holds the caller's stdout), F fallback (reason),
   X exit (code), S spawn (flags, argc, argv..., envc or "-", env..., targets...; fds
   [exe, fds...]; answered by P pid with fds [pidfd]), W wait (pid, argc, argv...: wait for
   the container process, then run argv, the cleanup of a foreground `run`).
 """
 import array
 import ctypes
+import io
 from collections.abc import MutableMapping
 import os
 import socket
@@ -38,7 +41,11 @@ PROTO = b"rt-core/1"
 DIR = ".rt-core"  # rt.core.store.CORE_DIR: no container may take this id
 MAX_REQUEST = 1 << 20  # bytes; argv and environment together
 MAX_FIELDS = 8192
-REQUEST_DEADLINE = 5.0  # seconds a connection has to send its request and its go
+REQUEST_DEADLINE = 5.0  # seconds a connection has to send its request and its go, in all
+SPAWN_DEADLINE = 30.0  # seconds the front end has to fork what the core asks for
+MAX_CONNECTIONS = 256  # open at once; more wait in the listen backlog
+OUTPUT_CHUNK = 256 << 10
+IO_TIMEOUT = 60.0  # seconds any one send to the front end may take
 FD_FLOOR = 64  # our fds start above the caller's --preserve-fds range (the front end checks)
 CLONE_FS = 0x200
 # rt's own settings, some read once at import: a caller that sets them differently is served
@@ -46,7 +53,7 @@ CLONE_FS = 0x200
 SETTINGS_PREFIX = "RT_"
 NOT_SETTINGS = ("RT_ARGV0", "RT_NO_CORE")  # and RT_CORE_*: the front end's and the core's own
 _STATUS_KEYS = (b"Uid:", b"Gid:", b"Groups:", b"CapInh:", b"CapPrm:", b"CapEff:", b"CapBnd:", b"CapAmb:",
-                b"NoNewPrivs:", b"Seccomp:")
+                b"NoNewPrivs:", b"Seccomp:", b"Seccomp_filters:")
 _NAMESPACES = ("mnt", "pid", "net", "user", "uts", "ipc", "cgroup", "time")
 
 
@@ -221,18 +228,31 @@ class Conn:
 
     def send(self, kind: bytes, fields=(), fds=()) -> None:
         body = kind + b"".join(os.fsencode(str(f)) + b"\0" for f in fields)
+        self.send_raw(body, fds)
+
+    def send_raw(self, body: bytes, fds=()) -> None:
         data = struct.pack("<I", len(body)) + body
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         sent = self.sock.sendmsg([data], anc)
         if sent < len(data):
             self.sock.sendall(data[sent:])
 
-    def recv(self, limit: int, maxfds: int = 0):
-        """(body, fds, creds): one frame; EOFError when the peer hung up."""
+    def _until(self, deadline) -> None:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("the front end took too long")
+            self.sock.settimeout(left)
+
+    def recv(self, limit: int, maxfds: int = 0, deadline: float | None = None):
+        """(body, fds, creds): one frame; EOFError when the peer hung up, socket.timeout
+        past the deadline (time.monotonic)."""
         fds, creds = [], None
         head = b""
         while len(head) < 4:
-            data, anc, _, _ = self.sock.recvmsg(4 - len(head), socket.CMSG_SPACE(maxfds * 4) + socket.CMSG_SPACE(12))
+            self._until(deadline)
+            data, anc, _, _ = self.sock.recvmsg(4 - len(head), socket.CMSG_SPACE(maxfds * 4) + socket.CMSG_SPACE(12),
+                                                socket.MSG_CMSG_CLOEXEC)
             for level, kind, cdata in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     got = array.array("i")
@@ -252,6 +272,7 @@ class Conn:
             raise ValueError(f"frame of {n} bytes (at most {limit})")
         body = b""
         while len(body) < n:
+            self._until(deadline)
             chunk = self.sock.recv(n - len(body))
             if not chunk:
                 for fd in fds:
@@ -322,14 +343,16 @@ class Front:
         finally:
             if own is not None:
                 os.close(own)
-        body, got, _ = self.conn.recv(64, maxfds=1)
-        if body[:1] != b"P" or len(got) != 1:
+        body, got, _ = self.conn.recv(64, maxfds=1, deadline=time.monotonic() + SPAWN_DEADLINE)
+        self.conn.sock.settimeout(IO_TIMEOUT)
+        pid = _pidfd_pid(got[0]) if len(got) == 1 else None
+        if body[:1] != b"P" or pid is None or body[1:].rstrip(b"\0") != str(pid).encode():
             for fd in got:
                 os.close(fd)
             err = body[1:].rstrip(b"\0").decode(errors="replace")
             raise OSError(int(err[1:]) if err[:1] == "-" and err[1:].isdigit() else 0,
                           f"the front end could not start {argv[0]}")
-        return Spawned(int(body[1:].rstrip(b"\0")), got[0], False)
+        return Spawned(pid, got[0], False)
 
     def hand_over(self, pid: int, then: list[str] | None) -> None:
         """End the request with W: the front end waits for pid, then runs `then`."""
@@ -348,47 +371,40 @@ def serve_connection(sock: socket.socket, core) -> None:
     conn = Conn(sock)
     fds: list[int] = []
     try:
-        sock.settimeout(REQUEST_DEADLINE)
+        deadline = time.monotonic() + REQUEST_DEADLINE
         try:
-            body, fds, creds = conn.recv(MAX_REQUEST, maxfds=8)
+            body, fds, creds = conn.recv(MAX_REQUEST, maxfds=8, deadline=deadline)
             bid, umask, argv, env = parse_request(body)
         except (ValueError, UnicodeError) as e:
             conn.send(b"F", [f"bad request: {e}"])
             return
-        if len(fds) != 1:
-            conn.send(b"F", ["bad request: expected 1 fd"])
-            return
-        (pidfd,) = fds
-        if creds is None or creds[0] == 0:  # sent before the kernel knew we want them: the connector's
-            creds = struct.unpack("iII", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        why = None
-        if bid != core.build_id:
+        why = _who_is_wrong(sock, fds, creds, core, env)
+        if why is None and bid != core.build_id:
             why = f"build id {bid or '?'} is not the core's {core.build_id}"
-            core.stale = True  # an upgraded install: leave once idle
-        elif creds is None or _pidfd_pid(pidfd) != creds[0]:
-            why = "the request's pidfd is not its sender's"
-        elif creds[1] != os.geteuid():
-            why = f"uid {creds[1]} is not the core's"
-        else:
-            why = context_mismatch(core.context, creds[0], pidfd, env)
+            core.stale = True  # an upgraded install in our very context: leave once idle
         if why:
             _declined(core, argv, why)
             conn.send(b"F", [why])
             return
         conn.send(b"A")
-        go, more, _ = conn.recv(16, maxfds=4)
+        go, more, _ = conn.recv(16, maxfds=2, deadline=deadline)
         fds += more
-        if go != b"G" or len(more) != 4:
+        if go != b"G" or len(more) != 2:
             return
-        cwd, stdin, stdout, stderr = more
-        sock.settimeout(None)
+        cwd, stdin = more
+        sock.settimeout(IO_TIMEOUT)  # a front end that stops reading cannot hold a worker for ever
+        out = {1: io.StringIO(), 2: io.StringIO()}
         try:
-            code = _run_verb(conn, argv, env, umask, cwd, (stdin, stdout, stderr), core)
+            code = _run_verb(conn, argv, env, umask, cwd, (stdin, out[1], out[2]), core)
             front = _req.front
         finally:
             _req.front = None
         if code is None:
             return
+        for n, text in out.items():  # rt's own output: the front end writes it
+            data = text.getvalue().encode("utf-8", "surrogateescape")
+            for at in range(0, len(data), OUTPUT_CHUNK):
+                conn.send_raw(b"O" + str(n).encode() + data[at:at + OUTPUT_CHUNK])
         if front.handed:
             pid, then = front.handed
             conn.send(b"W", [pid, len(then), *then])
@@ -405,6 +421,44 @@ def serve_connection(sock: socket.socket, core) -> None:
         sock.close()
 
 
+def _who_is_wrong(sock, fds, creds, core, env) -> str | None:
+    """None when the process that connected is the one that sent the request, is of our uid,
+    and shares our context; else why not. The kernel names the peer (SO_PEERCRED, set at
+    connect, and its SO_PEERPIDFD where the kernel has it); the pidfd the sender passed is
+    used only where it names that same process."""
+    if len(fds) != 1:
+        return "bad request: expected 1 fd"
+    pid, uid, _ = struct.unpack("iII", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if creds is not None and creds[0] not in (0, pid):
+        return "the request was not sent by the process that connected"
+    for who in (uid, *(creds[1:2] if creds is not None else ())):
+        if who != os.geteuid():
+            return f"uid {who} is not the core's"
+    pidfd = _peer_pidfd(sock)
+    if pidfd is None:
+        pidfd = fds[0]
+    else:
+        fds.append(pidfd)  # closed with the rest
+    if _pidfd_pid(pidfd) != pid:
+        return "the request's pidfd is not its sender's"
+    return context_mismatch(core.context, pid, pidfd, env)
+
+
+SO_PEERPIDFD = 77
+
+
+def _peer_pidfd(sock) -> int | None:
+    """The kernel's pidfd of the peer (Linux 6.5+), None where it has none."""
+    try:
+        fd = int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD, 4), sys.byteorder, signed=True)
+    except OSError:
+        return None
+    if fd >= 0:
+        os.set_inheritable(fd, False)
+        return fd
+    return None
+
+
 def _run_verb(conn, argv, env, umask, cwd, stdio, core) -> int | None:
     """rt's CLI for this request, as the caller's own process would run it; None once the
     request has been answered with F (a step that must run in the caller)."""
@@ -413,9 +467,8 @@ def _run_verb(conn, argv, env, umask, cwd, stdio, core) -> int | None:
     _own_fs()
     os.fchdir(cwd)
     os.umask(umask)
-    streams = [open(fd, mode, closefd=False, encoding="utf-8", errors="surrogateescape")
-               for fd, mode in zip(stdio, ("r", "w", "w"))]
-    _req.stdin, _req.stdout, _req.stderr = streams
+    stdin = open(stdio[0], "r", closefd=False, encoding="utf-8", errors="surrogateescape")
+    _req.stdin, _req.stdout, _req.stderr = stdin, stdio[1], stdio[2]
     _req.log = None
     _req.front = front = Front(conn)
     _req.environ = env
@@ -431,11 +484,6 @@ def _run_verb(conn, argv, env, umask, cwd, stdio, core) -> int | None:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         spawn.set_remote(None)
-        for s in streams[1:]:
-            try:
-                s.flush()
-            except OSError:
-                pass
         _req.stdin = _req.stdout = _req.stderr = _req.environ = None
     with core.stats.lock:
         core.stats.served += 1
@@ -484,33 +532,48 @@ def reserve_low_fds() -> None:
         os.close(null)
 
 
-def listen(root: str) -> socket.socket:
-    d = os.path.join(os.path.abspath(root), DIR)
-    os.makedirs(os.path.abspath(root), mode=0o711, exist_ok=True)
+def private_dir(root: str) -> int:
+    """An O_PATH fd of <root>/.rt-core, made if missing: a real directory (no symlink), ours,
+    mode 0700. Everything the core makes there is made through this fd, so nobody who can
+    write the root can redirect it (a symlink, a directory swapped in)."""
+    import stat
+    root = os.path.abspath(root)
+    os.makedirs(root, mode=0o711, exist_ok=True)
     try:
-        os.mkdir(d, 0o700)
+        os.mkdir(os.path.join(root, DIR), 0o700)
     except FileExistsError:
         pass
-    st = os.lstat(d)
-    import stat
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-        raise RtError(f"{d}: not a directory of ours")
-    os.chmod(d, 0o700)
-    path = os.path.join(d, "sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    d = os.path.join(root, DIR)
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    old = os.umask(0o177)
+        fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise RtError(f"{d}: {e.strerror}")
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        os.close(fd)
+        raise RtError(f"{d}: not a private directory of uid {os.geteuid()} (mode 0700); remove it")
+    return fd
+
+
+def listen(root: str) -> socket.socket:
+    dfd = private_dir(root)
     try:
-        s.bind(path)
+        here = f"/proc/self/fd/{dfd}"
+        try:
+            os.unlink("sock", dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)
+        try:
+            s.bind(f"{here}/sock")  # the checked directory itself, whatever its path does now
+        finally:
+            os.umask(old)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        s.listen(128)
+        return s
     finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-    s.listen(128)
-    return s
+        os.close(dfd)
 
 
 def install_per_request_state() -> None:
@@ -535,11 +598,13 @@ async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
     import trio
     limiter = trio.CapacityLimiter(64)
     try:
-        core.sock_ino = os.stat(lsock.getsockname()).st_ino
-    except (OSError, TypeError):
+        core.sock_ino = os.stat(socket_path(core.root)).st_ino
+    except OSError:
         core.sock_ino = None
     tsock = trio.socket.from_stdlib_socket(lsock)
     last = [time.monotonic()]
+
+    slots = trio.Semaphore(MAX_CONNECTIONS)
 
     async def one(sock):
         with core.stats.lock:
@@ -553,6 +618,7 @@ async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
             with core.stats.lock:
                 core.stats.busy -= 1
             last[0] = time.monotonic()
+            slots.release()
 
     async with trio.open_nursery() as nursery:
         async def watch_signals():
@@ -573,7 +639,14 @@ async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
         if ready:
             ready()
         while True:
-            s, _ = await tsock.accept()
+            await slots.acquire()
+            try:
+                s, _ = await tsock.accept()
+            except OSError as e:  # out of fds or memory: back off, keep serving
+                slots.release()
+                sys.__stderr__.write(f"core: accept: {e.strerror}\n")
+                await trio.sleep(0.1)
+                continue
             raw = socket.socket(fileno=s.detach())
             raw.setblocking(True)
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -584,8 +657,7 @@ async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
 def _socket_gone(core: Core, lsock: socket.socket) -> bool:
     """The path we listen on no longer leads to our socket (its directory was removed)."""
     try:
-        name = lsock.getsockname()
-        return core.sock_ino is not None and (not name or os.stat(name).st_ino != core.sock_ino)
+        return core.sock_ino is not None and os.stat(socket_path(core.root)).st_ino != core.sock_ino
     except OSError:
         return True
 

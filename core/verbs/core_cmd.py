@@ -81,7 +81,9 @@ def _signal_core(root: str) -> int:
             pid = int(f.read())
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
-        if b"serve" not in argv or os.stat(f"/proc/{pid}").st_uid != os.geteuid():
+        ours = b"--root" in argv and argv.index(b"--root") + 1 < len(argv) and \
+            os.path.abspath(os.fsdecode(argv[argv.index(b"--root") + 1])) == root
+        if b"serve" not in argv or not ours or os.stat(f"/proc/{pid}").st_uid != os.geteuid():
             raise RtError(f"core stop: pid {pid} in {_pidfile(root)} is not a core of ours")
         os.kill(pid, signal.SIGTERM)
     except (OSError, ValueError) as e:
@@ -116,10 +118,10 @@ def start(root: str, idle: float) -> int:
                 os._exit(0)
             os.chdir("/")
             os.umask(0o022)
-            from ..server import DIR
-            os.makedirs(os.path.join(root, DIR), mode=0o700, exist_ok=True)
+            from ..server import private_dir
+            dfd = private_dir(root)
             null = os.open("/dev/null", os.O_RDWR)
-            out = os.open(os.path.join(root, DIR, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            out = os.open("log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
             for target, fd in ((0, null), (1, null), (2, out), (3, w)):
                 os.dup2(fd, target)
             os.closerange(4, 65536)
@@ -151,8 +153,14 @@ def serve(root: str, idle: float, ready_fd, rehome: bool = False) -> int:
             cg = _own_cgroup(root)
         import socket
         lsock = socket.socket(fileno=3) if fds == 1 else server.listen(root)
-        with open(_pidfile(root), "w") as f:
-            f.write(str(os.getpid()))
+        dfd = server.private_dir(root)
+        try:
+            pf = os.open("pid", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dfd)
+            os.write(pf, str(os.getpid()).encode())
+            os.close(pf)
+        finally:
+            os.close(dfd)
         core = server.CURRENT = server.Core(root, idle)
         if not core.build_id:
             raise RtError("core serve: this install has no build id (rebuild the package)")

@@ -216,15 +216,18 @@ class SystemBackend(api.OciBackend):
                                          os.path.dirname(req.state_dir), "reboot", req.id]
             req.save_extra(monitor={"pid": os.getpid(), "start": _start_time(os.getpid())})
             return ours.detach()
-        try:
-            log = os.path.join(req.state_dir, "monitor.log")
-            pid = os.posix_spawn(argv[0], argv, dict(os.environ), setsid=True, file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)])
+        null = log = -1
+        try:  # the caller's child, as the init is (under the core: its front end forks it)
+            null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            log = os.open(os.path.join(req.state_dir, "monitor.log"),
+                          os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            monitor = api.spawn(argv[0], argv, fds={0: null, 1: null, 2: log, fd: fd, nfd: nfd}, setsid=True)
+            pid = monitor.pid
+            monitor.close()
         finally:
-            os.close(fd)
-            os.close(nfd)
+            for f in (fd, nfd, null, log):
+                if f >= 0:
+                    os.close(f)
         req.save_extra(monitor={"pid": pid, "start": _start_time(pid)})
         return ours.detach()
 

@@ -351,9 +351,10 @@ def test_autostart_starts_a_rehomed_core_and_serves_later_calls(runtime):
     assert c.status()["served"] == served + 2  # the list, then this status
     with open(f"/proc/{pid}/cgroup") as f:
         assert "rt-core-" in f.read()
-    if not WITH_CORE:
-        stop_core(runtime.path, runtime.root)
+    stop_core(runtime.path, runtime.root)
     assert gone(pid)
+    if WITH_CORE:
+        start_core(runtime.path, runtime.root)  # for the fixture's teardown
 
 
 def test_a_foreground_run_blocks_neither_state_nor_kill(runtime, core, make_bundle, no_leaks):
@@ -367,3 +368,121 @@ def test_a_foreground_run_blocks_neither_state_nor_kill(runtime, core, make_bund
     assert runtime("kill", "fk", "KILL").returncode == 0
     assert p.wait(timeout=30) == 137, p.stderr.read()
     assert runtime("list", "-q", check=True).stdout == ""
+
+
+def _fake_core(tmp_path, owner: int, dir_mode: int = 0o700):
+    """A socket at <root>/.rt-core/sock that a process of `owner` listens on; returns (root,
+    the listener process, the file where it records the bytes it got). tmp_path is a
+    directory that `owner` can reach."""
+    import pathlib
+    tmp_path = pathlib.Path(tmp_path)
+    root = tmp_path / "fake"
+    d = root / ".rt-core"
+    d.mkdir(parents=True)
+    os.chown(d, owner, owner)
+    os.chmod(d, dir_mode)
+    got = tmp_path / "got"
+    got.write_text("")
+    os.chown(got, owner, owner)
+    code = ("import os, socket, sys\n"
+            f"os.setgid({owner}); os.setuid({owner})\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8); print('up', flush=True)\n"
+            "while True:\n"
+            "    c, _ = s.accept(); c.settimeout(2)\n"
+            "    try:\n"
+            "        data = c.recv(65536)\n"
+            "    except OSError:\n"
+            "        data = b''\n"
+            "    open(sys.argv[2], 'ab').write(data)\n")
+    p = subprocess.Popen([__import__("sys").executable, "-c", code, str(d / "sock"), str(got)], stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline() == "up\n"
+    return str(root), p, got
+
+
+@pytest.mark.parametrize("owner, mode", [(65534, 0o700), (0, 0o755)])
+def test_the_front_end_gives_nothing_to_a_socket_not_its_own(runtime, tmp_path, owner, mode):
+    """A root that someone else can write: whatever listens there gets no request, no
+    environment, no cwd and no stdio, and rt runs in-process."""
+    if not native():
+        pytest.skip("the native front end was not built")
+    import shutil
+    import tempfile
+    base = tempfile.mkdtemp(prefix="rt-fake-core-")  # /tmp/pytest-of-root is 0700: out of reach
+    os.chmod(base, 0o755)
+    root, fake, got = _fake_core(base, owner, mode)
+    try:
+        p = subprocess.run([runtime.path, "--root", root, "list", "-q"], capture_output=True, text=True,
+                           env=dict(os.environ, SECRET_TOKEN="hunter2"), timeout=30)
+        assert (p.returncode, p.stdout) == (0, ""), p.stderr
+        from rt.core.coreclient import NoCore, request
+        with pytest.raises(NoCore):
+            request(root, ["rt", "--root", root, "list"])
+        time.sleep(0.3)
+        assert got.read_bytes() == b""
+    finally:
+        fake.kill()
+        fake.wait()
+        shutil.rmtree(base)
+
+
+def test_forged_credentials_are_not_believed(runtime, core):
+    """A sender with CAP_SYS_ADMIN can put another pid (the core's own) in SCM_CREDENTIALS;
+    the core goes by the process that connected."""
+    from rt.core.server import PROTO, Conn
+    target = core.pid
+    s = _raw(runtime.root)
+    body = PROTO + b"\0x\0" + b"22\0" + b"1\0rt\0" + b"0\0"
+    pidfd = os.pidfd_open(target)
+    try:
+        import array
+        s.sendmsg([struct.pack("<I", len(body)) + body],
+                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd])),
+                   (socket.SOL_SOCKET, socket.SCM_CREDENTIALS, struct.pack("iII", target, 0, 0))])
+        reply, _, _ = Conn(s).recv(4096)
+    finally:
+        os.close(pidfd)
+        s.close()
+    assert reply[:1] == b"F" and b"not sent by the process that connected" in reply, reply
+
+
+def test_a_slow_request_is_cut_at_its_deadline(runtime, core):
+    s = _raw(runtime.root)
+    t = time.monotonic()
+    try:
+        s.sendall(struct.pack("<I", 100))
+        with pytest.raises((ConnectionResetError, BrokenPipeError, socket.timeout, AssertionError)):
+            for _ in range(20):  # a byte every second: each read is quick, the whole is not
+                s.sendall(b"r")
+                time.sleep(1)
+                if s.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b"":
+                    raise AssertionError("closed")
+    except BlockingIOError:
+        pass
+    finally:
+        s.close()
+    assert time.monotonic() - t < 15
+    assert runtime("list", check=True).returncode == 0
+
+
+def test_a_preserve_fds_count_that_is_not_plain_digits_runs_in_process(runtime, core, make_bundle):
+    before = core.status()["served"]
+    p = runtime("run", "--preserve-fds", "0_0", "--bundle", make_bundle(["true"]), "pd")
+    assert p.returncode == 0, p.stderr
+    assert core.status()["served"] == before + 1  # the status call only
+
+
+def test_a_system_containers_monitor_is_the_callers_not_the_cores(runtime, core, tmp_path, no_leaks):
+    rootfs = tmp_path / "rootfs"
+    subprocess.run([os.path.join(REPO, "scripts", "mkrootfs-busybox"), str(rootfs)], check=True)
+    b = write_bundle(tmp_path / "sys", system_config(str(rootfs), ["sh", "-c", "sleep 1000"]))
+    runtime.create("mon", b, "--pid-file", str(tmp_path / "pid"), check=True)
+    with open(os.path.join(runtime.root, "mon", "state.json")) as f:
+        monitor = json.load(f)["extra"]["monitor"]["pid"]
+    with open(f"/proc/{monitor}/status") as f:
+        ppid = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+    assert ppid != core.pid
+    with open(f"/proc/{monitor}/cgroup") as f:
+        assert "rt-core-" not in f.read()
+    runtime("delete", "-f", "mon", check=True)
+    assert core.status()["fallbacks"] == 0, core.log()
