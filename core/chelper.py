@@ -38,8 +38,8 @@ def build(source: str, name: str, flags: tuple[str, ...] = (),
         return None, "no C compiler (cc); apt install gcc libc6-dev"
     import subprocess
     os.makedirs(CACHE, exist_ok=True)
-    from _thread import get_ident  # the resident core builds from several threads
-    tmp = f"{out}.{os.getpid()}.{get_ident()}.tmp"
+    from .store import tmp_tag  # the resident core builds from several threads
+    tmp = f"{out}.{tmp_tag()}.tmp"
     try:
         p = subprocess.run([cc, "-O2", *flags, "-o", tmp, source], capture_output=True, text=True)
         if p.returncode != 0:

@@ -82,10 +82,19 @@ def record_problem(record) -> str | None:
     return None
 
 
+def tmp_tag() -> str:
+    """Our pid, for a temporary file's name; in the resident core, whose threads write at
+    once, the thread's id too."""
+    import sys
+    if "rt.core.server" not in sys.modules:
+        return str(os.getpid())
+    from _thread import get_ident
+    return f"{os.getpid()}.{get_ident()}"
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data`, or leave it as it was (and no temporary file) on failure."""
-    from _thread import get_ident  # the resident core writes from several threads at once
-    tmp = f"{path}.{os.getpid()}.{get_ident()}.tmp"
+    tmp = f"{path}.{tmp_tag()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
