@@ -401,6 +401,8 @@ class Cgroup:
                 writes.append(("pids", "pids.max", "max" if pids["limit"] <= 0 else pids["limit"]))
             for k, v in (res.get("unified") or {}).items():
                 writes.append((k.split(".")[0], k, v))
+            if cpu.get("realtimePeriod") or cpu.get("realtimeRuntime"):
+                skipped.append("linux.resources.cpu.realtimePeriod/realtimeRuntime need cgroup v1 (cpu.rt_*)")
         else:
             if mem.get("limit") is not None:
                 writes.append(("memory", "memory.limit_in_bytes", mem["limit"]))
@@ -418,6 +420,10 @@ class Cgroup:
                 writes.append(("cpu", "cpu.cfs_period_us", cpu["period"]))
             if cpu.get("quota") is not None:
                 writes.append(("cpu", "cpu.cfs_quota_us", cpu["quota"]))
+            if cpu.get("realtimePeriod"):  # the period first, as runc: the runtime must fit it
+                writes.append(("cpu", "cpu.rt_period_us", cpu["realtimePeriod"]))
+            if cpu.get("realtimeRuntime") is not None:
+                writes.append(("cpu", "cpu.rt_runtime_us", cpu["realtimeRuntime"]))
             if cpu.get("cpus"):
                 writes.append(("cpuset", "cpuset.cpus", cpu["cpus"]))
             if cpu.get("mems"):

@@ -69,14 +69,22 @@ VERBS = {
              ["container-id", "command", "[args...]"], "run a new process in a running container"),
     "pause": ([], ["container-id"], "freeze every process of a container"),
     "resume": ([], ["container-id"], "thaw a paused container"),
-    "update": ([(("--resources", "-r"), "resources", S, None, "linux.resources JSON file, or - for stdin"),
-                (("--memory",), "memory", S, None, "memory limit in bytes"),
+    "update": ([(("--resources", "-r"), "resources", S, None, "linux.resources JSON file, or - for stdin "
+                  "(then the other options are ignored, as by runc)"),
+                (("--blkio-weight",), "blkio_weight", S, None, "per cgroup block IO weight, 10 to 1000"),
+                (("--cpu-period",), "cpu_period", S, None, "CPU CFS period (usecs); 0 for the system default"),
+                (("--cpu-quota",), "cpu_quota", S, None, "CPU CFS hardcap limit (usecs) in a period"),
+                (("--cpu-share", "--cpu-shares"), "cpu_shares", S, None, "CPU shares (relative weight)"),
+                (("--cpu-rt-period",), "cpu_rt_period", S, None, "CPU realtime period (usecs)"),
+                (("--cpu-rt-runtime",), "cpu_rt_runtime", S, None, "CPU realtime hardcap limit (usecs)"),
+                (("--cpuset-cpus",), "cpuset_cpus", S, None, "CPU(s) to use"),
+                (("--cpuset-mems",), "cpuset_mems", S, None, "memory node(s) to use"),
+                (("--memory",), "memory", S, None, "memory limit (bytes, or 100M, 1g...)"),
+                (("--memory-reservation",), "memory_reservation", S, None, "memory soft limit (bytes or units)"),
+                (("--memory-swap",), "memory_swap", S, None, "memory + swap limit (bytes or units); -1 unlimited"),
                 (("--pids-limit",), "pids_limit", S, None, "maximum number of pids"),
-                (("--cpu-shares",), "cpu_shares", S, None, "cpu shares"),
-                (("--cpu-quota",), "cpu_quota", S, None, "cpu quota"),
-                (("--cpu-period",), "cpu_period", S, None, "cpu period"),
-                (("--cpuset-cpus",), "cpuset_cpus", S, None, "cpus"),
-                (("--cpuset-mems",), "cpuset_mems", S, None, "memory nodes")],
+                (("--l3-cache-schema",), "l3_cache_schema", S, None, "Intel RDT/CAT L3 cache schema"),
+                (("--mem-bw-schema",), "mem_bw_schema", S, None, "Intel RDT/MBA memory bandwidth schema")],
                ["container-id"], "update a container's resource limits"),
     "features": ([], [], "show what this runtime and its plugins support"),
     "bench": ([(("--plugins",), "plugins", S, None, "rt plugins to measure, comma-separated (default: all)"),
@@ -183,7 +191,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if g.version:
             sys.stdout.write(version_text())
             return 0
-        if g.help or not rest or rest[0] == "help":
+        if rest and rest[0] in ("help", "h") and len(rest) > 1 and rest[1] in VERBS:
+            sys.stdout.write(usage(rest[1], prog))  # runc help VERB
+            return 0
+        if g.help or not rest or rest[0] in ("help", "h"):
             sys.stdout.write(usage(prog=prog))
             return 0 if (g.help or rest) else 1
         verb, args = rest[0], rest[1:]

@@ -41,8 +41,8 @@ def error(msg: str) -> None:
     # runc: with --log the file gets the record and stderr the bare message.
     if _write("error", msg):
         sys.stderr.write(msg + "\n")
-    else:
-        sys.stderr.write(_line("error", msg) if _state["format"] == "text" else msg + "\n")
+    else:  # runc's logrus, without --log: the record in the chosen format, on stderr
+        sys.stderr.write(_line("error", msg))
     sys.stderr.flush()
 
 

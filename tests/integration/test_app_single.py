@@ -354,3 +354,28 @@ def test_delete_force_without_its_plugin(runtime, make_bundle, tmp_path, no_leak
     assert runtime("state", "orphan").returncode != 0
     time.sleep(0.1)
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
+
+
+def test_update_takes_runcs_flags(runtime, make_bundle, no_leaks):
+    """runc's spellings and units: --cpu-share, --memory 100M, --memory-reservation, the
+    realtime pair (v1), and a clear refusal of Intel RDT."""
+    from rt.core.cgroups import Layout
+    runtime.create("uf", make_bundle(["sleep", "100"]), check=True)
+    flags = ["--memory", "100M", "--memory-reservation", "50m", "--cpu-share", "512", "--cpu-quota", "50000",
+             "--cpu-period", "100000", "--pids-limit", "55"]
+    v1 = Layout.detect().mode != "v2"
+    if v1:
+        flags += ["--cpu-rt-period", "900000", "--cpu-rt-runtime", "0"]
+    runtime("update", *flags, "uf", check=True)
+    read = lambda *a: open(cgroup_file(*a, "/rt/uf")).read().strip()  # noqa: E731
+    assert read("memory", "memory.limit_in_bytes", "memory.max") == str(100 << 20)
+    assert read("memory", "memory.soft_limit_in_bytes", "memory.low") == str(50 << 20)
+    assert read("pids", "pids.max", "pids.max") == "55"
+    if v1:
+        assert read("cpu", "cpu.shares", "cpu.weight") == "512"
+        assert read("cpu", "cpu.rt_period_us", "cpu.max") == "900000"
+    p = runtime("update", "--l3-cache-schema", "L3:0=f", "uf")
+    assert p.returncode == 1 and "Intel RDT" in p.stderr
+    p = runtime("update", "--memory", "12q", "uf")
+    assert p.returncode == 1 and "invalid value for --memory" in p.stderr
+    runtime("delete", "--force", "uf", check=True)

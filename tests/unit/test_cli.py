@@ -175,6 +175,14 @@ def test_help_verb_and_no_args(capsys):
     assert "commands:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("word", ["help", "h"])
+def test_help_verb_names_a_verb(capsys, word):
+    assert main([word, "state"]) == 0
+    assert "state [options] container-id" in capsys.readouterr().out
+    assert main([word]) == 0
+    assert "commands:" in capsys.readouterr().out
+
+
 def test_verb_help(capsys):
     assert main(["state", "--help"]) == 0
     out = capsys.readouterr().out
@@ -241,9 +249,12 @@ def test_state_missing_container_text_log_file(capsys, tmp_path):
     assert TEXT_LINE.match(logf.read_text().rstrip("\n")).group(1) == "container does not exist"
 
 
-def test_json_format_without_log_file_prints_bare_message(capsys, tmp_path):
+def test_json_format_without_log_file_prints_the_json_record(capsys, tmp_path):
+    """As runc (logrus on stderr): {"level":"error","msg":...,"time":...}."""
+    import json
     assert main(["--root", str(tmp_path), "--log-format", "json", "state", "nosuch"]) == 1
-    assert capsys.readouterr().err == "container does not exist\n"
+    rec = json.loads(capsys.readouterr().err)
+    assert (rec["level"], rec["msg"]) == ("error", "container does not exist") and rec["time"]
 
 
 def test_state_of_existing_container(capsys, tmp_path):
@@ -383,3 +394,18 @@ def test_root_path_that_is_a_file(capsys, tmp_path):
     (tmp_path / "bundle" / "config.json").write_text(json.dumps(cfg))
     assert main(["--root", str(tmp_path / "state"), "create", "--bundle", b, "c1"]) == 1
     assert error_of(capsys) == f"rootfs ({b}/missing) does not exist"
+
+
+@pytest.mark.parametrize("text, want", [("1024", 1024), ("512k", 512 << 10), ("100M", 100 << 20), ("1.5g", 3 << 29),
+                                        ("2GiB", 2 << 30), ("64 mb", 64 << 20)])
+def test_update_sizes_as_runc(text, want):
+    from rt.core.verbs.update import ram_in_bytes
+    assert ram_in_bytes(text, "--memory") == want
+
+
+@pytest.mark.parametrize("text", ["", "-5", "1x", "m", "1..2"])
+def test_update_bad_sizes(text):
+    from rt.core.errors import RtError
+    from rt.core.verbs.update import ram_in_bytes
+    with pytest.raises(RtError, match="invalid value for --memory"):
+        ram_in_bytes(text, "--memory")
