@@ -67,6 +67,9 @@ VERBS = {
               (("--preserve-fds",), "preserve_fds", I, 0, "pass N additional fds"),
               (("--ignore-paused",), "ignore_paused", B, False, "allow exec in a paused container")],
              ["container-id", "command", "[args...]"], "run a new process in a running container"),
+    "events": ([(("--interval",), "interval", S, "5s", "set the stats collection interval"),
+                (("--stats",), "stats", B, False, "display the container's stats then exit")],
+               ["container-id"], "display container events such as OOM notifications and cpu, memory and IO usage statistics"),
     "pause": ([], ["container-id"], "freeze every process of a container"),
     "resume": ([], ["container-id"], "thaw a paused container"),
     "update": ([(("--resources", "-r"), "resources", S, None, "linux.resources JSON file, or - for stdin "

@@ -11,6 +11,7 @@ _ALLOWED: dict[str, tuple[frozenset, str]] = {
     "resume": (frozenset({PAUSED}), "container not paused"),
     "update": (frozenset({CREATED, RUNNING, PAUSED}), "cannot update a {status} container"),
     "ps": (frozenset({CREATED, RUNNING, PAUSED}), "container is not running"),
+    "events": (frozenset({CREATED, RUNNING, PAUSED}), "container with id {id} is not running"),
     # delete without --force: runc deletes stopped ones, and kills created ones first.
     "delete": (frozenset({STOPPED, CREATED, CREATING}), "cannot delete container {id} that is not stopped: {status}"),
 }

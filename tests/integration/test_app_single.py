@@ -379,3 +379,43 @@ def test_update_takes_runcs_flags(runtime, make_bundle, no_leaks):
     p = runtime("update", "--memory", "12q", "uf")
     assert p.returncode == 1 and "invalid value for --memory" in p.stderr
     runtime("delete", "--force", "uf", check=True)
+
+
+def test_events_as_runc(runtime, make_bundle, no_leaks):
+    """`events --stats` prints one stats event; `events --interval` streams them until the
+    container stops; an OOM kill is an `oom` event."""
+    runtime.create("ev", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "ev", check=True)
+    ev = json.loads(runtime("events", "--stats", "ev", check=True).stdout)
+    assert (ev["type"], ev["id"]) == ("stats", "ev")
+    data = ev["data"]
+    assert data["pids"]["current"] >= 1 and data["memory"]["usage"]["usage"] > 0
+    assert data["cpu"]["usage"]["total"] > 0 and isinstance(data["memory"]["raw"], dict)
+    p = subprocess.Popen([runtime.path, "--root", runtime.root, "events", "--interval", "200ms", "ev"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = json.loads(p.stdout.readline())
+    assert first["type"] == "stats" and first["data"]["pids"]["current"] >= 1
+    runtime("kill", "ev", "KILL", check=True)
+    assert p.wait(timeout=30) == 0  # it ends with the container
+    assert runtime("events", "--interval", "5x", "ev").returncode == 1
+    runtime("delete", "ev", check=True)
+    p = runtime("events", "--stats", "ev")
+    assert p.returncode == 1 and "does not exist" in p.stderr
+
+
+def test_events_reports_an_oom_kill(runtime, make_bundle, no_leaks):
+    def edit(c):
+        c["linux"]["resources"] = {"memory": {"limit": 16 << 20}}
+    runtime.create("oom", make_bundle(["sleep", "100"], edit=edit), check=True)
+    runtime("start", "oom", check=True)
+    p = subprocess.Popen([runtime.path, "--root", runtime.root, "events", "--interval", "100ms", "oom"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(p.stdout.readline())["type"] == "stats"
+    runtime("exec", "oom", "sh", "-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo ${#x}")
+    kinds = set()
+    deadline = time.monotonic() + 20
+    while "oom" not in kinds and time.monotonic() < deadline:
+        kinds.add(json.loads(p.stdout.readline())["type"])
+    runtime("delete", "--force", "oom", check=True)
+    p.wait(timeout=30)
+    assert "oom" in kinds
