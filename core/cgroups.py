@@ -211,9 +211,35 @@ class Cgroup:
             except OSError:
                 pass
 
-    def join(self, pid: int) -> None:
-        for d in self.dirs().values():
-            _write(os.path.join(d, "cgroup.procs"), pid)
+    def join(self, pid: int, sub: dict[str, str] | None = None) -> None:
+        """Move pid here; `sub` ({controller or "": relative path}, runc's `exec --cgroup`)
+        picks an existing subgroup in the hierarchies it names ("" for all)."""
+        for ctrl, d in self.dirs().items():
+            rel = (sub or {}).get(ctrl, (sub or {}).get(""))
+            _write(os.path.join(os.path.join(d, rel) if rel else d, "cgroup.procs"), pid)
+
+    def subgroups(self, values: list[str]) -> dict[str, str]:
+        """runc's `--cgroup [CONTROLLER[,CONTROLLER]:]PATH` values as {controller or "": PATH},
+        each an existing subgroup of this cgroup; ValueError otherwise."""
+        out: dict[str, str] = {}
+        dirs = self.dirs()
+        for value in values:
+            ctrls, _, rel = value.rpartition(":")
+            rel = rel.strip("/")
+            if not rel or ".." in rel.split("/"):
+                raise ValueError(f"--cgroup {value!r}: a path below the container's cgroup is needed")
+            names = [c for c in ctrls.split(",") if c] or [""]
+            for name in names:
+                if name and self.layout.mode == V2:
+                    raise ValueError(f"--cgroup {value!r}: controllers cannot be named on cgroup v2")
+                if name and name not in dirs:
+                    raise ValueError(f"--cgroup {value!r}: no {name} controller on this host")
+                out[name] = rel
+        for ctrl, d in dirs.items():
+            rel = out.get(ctrl, out.get(""))
+            if rel and not os.path.isdir(os.path.join(d, rel)):
+                raise ValueError(f"--cgroup: {os.path.join(d, rel)} does not exist")
+        return out
 
     def procs(self, everywhere: bool = False) -> list[int]:
         """Every process in the group and in the subgroups below it (in one hierarchy, or with

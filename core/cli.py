@@ -65,6 +65,7 @@ VERBS = {
               (("--no-new-privs",), "no_new_privs", B, False, "set no_new_privs"),
               (("--cap", "-c"), "cap", L, [], "add a capability"),
               (("--preserve-fds",), "preserve_fds", I, 0, "pass N additional fds"),
+              (("--cgroup",), "cgroup", L, [], "run the process in an existing subgroup: [CONTROLLER[,...]:]PATH"),
               (("--ignore-paused",), "ignore_paused", B, False, "allow exec in a paused container")],
              ["container-id", "command", "[args...]"], "run a new process in a running container"),
     "events": ([(("--interval",), "interval", S, "5s", "set the stats collection interval"),

@@ -203,8 +203,15 @@ class OciBackend(Backend):
                                        seccomp=req.get("seccomp"), preserve_fds=req["preserve_fds"], pidfd=pidfd,
                                        warn=req["warn"])
             self.prepare_exec(c, plan)
-            return self._launch(plan, req.get("console_socket"), req["process"], self._payload(self._cgroup(c)),
-                                extra_fds=(pidfd,)).pid
+            cg = self._payload(self._cgroup(c))
+            joined = cg
+            if req.get("cgroup"):  # runc's exec --cgroup: an existing subgroup
+                try:
+                    sub = cg.subgroups(req["cgroup"])
+                except ValueError as e:
+                    raise RtError(f"exec: {e}") from None
+                joined = _Subgroup(cg, sub)
+            return self._launch(plan, req.get("console_socket"), req["process"], joined, extra_fds=(pidfd,)).pid
         except api.ShimFailed as e:
             raise RtError(f"exec failed: {e.reason}")
         finally:
@@ -212,6 +219,16 @@ class OciBackend(Backend):
                 os.close(pidfd)
             except OSError:
                 pass  # handed over to the shim and closed by the launcher
+
+
+class _Subgroup:
+    """What _launch joins the stub to: a cgroup's subgroups (exec --cgroup)."""
+
+    def __init__(self, cg, sub: dict[str, str]):
+        self.cg, self.sub = cg, sub
+
+    def join(self, pid: int) -> None:
+        self.cg.join(pid, self.sub)
 
 
 def seccomp_error(spec, e: BaseException) -> str | None:

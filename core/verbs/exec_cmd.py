@@ -89,8 +89,11 @@ def run(g, opts, pos):
             listener = ConsoleListener()
             opts["console_socket"] = listener.path
     try:
-        pid = be.exec(c, {"process": proc, "seccomp": seccomp, "preserve_fds": opts.preserve_fds or 0,
-                          "console_socket": opts.console_socket, "warn": log.warning})
+        req = {"process": proc, "seccomp": seccomp, "preserve_fds": opts.preserve_fds or 0,
+               "console_socket": opts.console_socket, "warn": log.warning}
+        if opts.cgroup:
+            req["cgroup"] = opts.cgroup  # backends that cannot place it refuse the key
+        pid = be.exec(c, req)
         master = listener.receive() if listener else None
     finally:
         if listener:

@@ -446,6 +446,8 @@ class VmBackend(api.Backend):
         if c.extra.get("mode") == "image":
             raise api.RtError("exec: a VM booted from a disk image has no agent to run processes in; "
                               "use its console or its network")
+        if req.get("cgroup"):
+            raise api.RtError("exec: --cgroup: a VM's processes live in its guest, not in host cgroups")
         api.require_caller("the exec waiter is a fork of the caller's rt")
         from .execwait import spawn_waiter
         proc = req["process"]

@@ -419,3 +419,27 @@ def test_events_reports_an_oom_kill(runtime, make_bundle, no_leaks):
     runtime("delete", "--force", "oom", check=True)
     p.wait(timeout=30)
     assert "oom" in kinds
+
+
+def test_exec_into_an_existing_subgroup(runtime, make_bundle, no_leaks):
+    """runc's `exec --cgroup [CONTROLLER:]PATH`: below the container's cgroup, which must exist."""
+    from rt.core.cgroups import Cgroup
+    runtime.create("xc", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "xc", check=True)
+    cg = Cgroup("/rt/xc")
+    sub = Cgroup("/rt/xc/side")
+    sub.create()
+    try:
+        p = runtime("exec", "--cgroup", "side", "xc", "cat", "/proc/self/cgroup")
+        assert p.returncode == 0, p.stderr
+        assert "/side" in p.stdout
+        if cg.layout.mode != "v2":
+            p = runtime("exec", "--cgroup", "pids:side", "xc", "cat", "/proc/self/cgroup")
+            lines = dict(line.split(":", 2)[1:] for line in p.stdout.splitlines())
+            assert lines["pids"].endswith("/side") and not lines["memory"].endswith("/side"), p.stdout
+        for bad in ("nosuch", "../..", "nosuchctl:side"):
+            p = runtime("exec", "--cgroup", bad, "xc", "true")
+            assert p.returncode == 1 and "--cgroup" in p.stderr, (bad, p.stderr)
+    finally:
+        runtime("delete", "--force", "xc", check=True)
+        sub.destroy() if sub.exists() else None
