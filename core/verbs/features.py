@@ -4,6 +4,28 @@ import sys
 from ..cli import OCI_VERSION, VERSION
 
 
+def supported_seccomp_flags() -> list[str]:
+    """The filter flags this kernel takes, probed as libseccomp does: seccomp(2) with the
+    flag and no filter fails with EFAULT (or EACCES without privilege) when the flag is
+    known, EINVAL when it is not."""
+    import ctypes
+    import errno
+    from ..seccomp import FILTER_FLAGS
+    import platform
+    nr = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}.get(platform.machine())
+    if nr is None:
+        return sorted(FILTER_FLAGS)  # no probe here: what libseccomp knows
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = []
+    for name, bit in FILTER_FLAGS.items():
+        if name == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
+            bit |= FILTER_FLAGS["SECCOMP_FILTER_FLAG_NEW_LISTENER"]  # valid only with it
+        # seccomp(SECCOMP_SET_MODE_FILTER, flags, NULL)
+        if libc.syscall(nr, 1, ctypes.c_uint(bit), None) < 0 and ctypes.get_errno() in (errno.EFAULT, errno.EACCES):
+            out.append(name)
+    return sorted(out)
+
+
 def run(g, opts, pos):
     from rt.spec.validate import SECCOMP_ARCHS
 
@@ -24,11 +46,20 @@ def run(g, opts, pos):
                        "systemdUser": False, "rdma": False},
             "seccomp": {"enabled": True, "actions": sorted(ACTIONS), "operators": sorted(OPERATORS),
                         "archs": list(SECCOMP_ARCHS), "knownFlags": sorted(FILTER_FLAGS),
-                        "supportedFlags": sorted(FILTER_FLAGS)}, "apparmor": {"enabled": False}, "selinux": {"enabled": False},
+                        "supportedFlags": supported_seccomp_flags()},
+            # the spec's sense: rt applies the labels (rt-exec writes attr/exec), whether or
+            # not this host enforces them
+            "apparmor": {"enabled": True}, "selinux": {"enabled": True},
             "intelRdt": {"enabled": False}, "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {"org.opencontainers.runtime-spec.features.version": OCI_VERSION,
-                        "io.github.rt.version": VERSION},
+                        "io.github.rt.version": VERSION,
+                        "io.github.rt.plugins": ",".join(sorted(mgr.registry.backends)),
+                        **{f"io.github.rt.plugin.{b.name}": f"{b.version} ({mgr.dists.get(b.plugin, '?')})"
+                           for b in mgr.registry.backends.values()}},
+        # config annotations that change what rt does (a value ending in "." is a prefix);
+        # plugins add theirs through rt_features
+        "potentiallyUnsafeConfigAnnotations": ["rt.plugin", "rt.net."],
         "rt": {"plugins": [
             {"name": b.name, "version": b.version, "summary": b.summary, "plugin": b.plugin,
              "distribution": mgr.dists.get(b.plugin, "?"), "backend": b.target}

@@ -29,6 +29,11 @@ def rt_check_spec(spec, plugin):
 
 
 @hookimpl
+def rt_features(features):
+    features.setdefault("potentiallyUnsafeConfigAnnotations", []).append("rt.vm.")
+
+
+@hookimpl
 def rt_bench_targets(bench):
     from .bench import targets
     for t in targets():

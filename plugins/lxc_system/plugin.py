@@ -34,6 +34,11 @@ def rt_check_spec(spec, plugin):
 
 
 @hookimpl
+def rt_features(features):
+    features.setdefault("potentiallyUnsafeConfigAnnotations", []).append("rt.system.")
+
+
+@hookimpl
 def rt_bench_targets(bench):
     from .bench import targets
     for t in targets():

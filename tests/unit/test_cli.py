@@ -409,3 +409,22 @@ def test_update_bad_sizes(text):
     from rt.core.verbs.update import ram_in_bytes
     with pytest.raises(RtError, match="invalid value for --memory"):
         ram_in_bytes(text, "--memory")
+
+
+def test_features_as_the_spec_means_them(capsys):
+    """seccomp flags probed from this kernel, the annotations that change rt's behaviour,
+    plugin details under annotations, and label support in the spec's sense."""
+    import json
+    import msgspec
+    from rt.spec.features import Features
+    assert main(["features"]) == 0
+    raw = capsys.readouterr().out
+    feats = json.loads(raw)
+    msgspec.json.decode(raw.encode(), type=Features)  # the spec's shape
+    sc = feats["linux"]["seccomp"]
+    assert set(sc["supportedFlags"]) <= set(sc["knownFlags"]) and "SECCOMP_FILTER_FLAG_TSYNC" in sc["supportedFlags"]
+    assert {"rt.plugin", "rt.net.", "rt.system.", "rt.vm."} <= set(feats["potentiallyUnsafeConfigAnnotations"])
+    ann = feats["annotations"]
+    assert "app_single" in ann["io.github.rt.plugins"].split(",") and "io.github.rt.plugin.lxc_system" in ann
+    assert all(isinstance(v, str) for v in ann.values())
+    assert feats["linux"]["apparmor"] == feats["linux"]["selinux"] == {"enabled": True}
