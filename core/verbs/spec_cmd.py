@@ -41,11 +41,19 @@ def default_spec(rootless: bool = False) -> dict:
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
     }
-    if rootless:
-        spec["linux"]["namespaces"].append({"type": "user"})
-        spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
-        spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": os.getgid(), "size": 1}]
-        del spec["linux"]["resources"]
+    if rootless:  # as runc's specconv.ToRootless
+        linux = spec["linux"]
+        # no network or cgroup namespace: an unprivileged user could not set one up or use it
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] not in ("network", "cgroup")]
+        linux["namespaces"].append({"type": "user"})
+        linux["uidMappings"] = [{"containerID": 0, "hostID": os.getuid(), "size": 1}]
+        linux["gidMappings"] = [{"containerID": 0, "hostID": os.getgid(), "size": 1}]
+        for m in spec["mounts"]:
+            if m["destination"] == "/dev/pts":  # gid 5 is not mapped
+                m["options"] = [o for o in m["options"] if not o.startswith("gid=")]
+            elif m["destination"] == "/sys":  # a new sysfs needs a network namespace of our own
+                m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+        del linux["resources"]
     return spec
 
 

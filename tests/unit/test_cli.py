@@ -297,6 +297,30 @@ def test_spec_rootless(tmp_path):
     assert spec.linux.resources is None
 
 
+@pytest.mark.parametrize("rootless", [False, True])
+def test_spec_is_runcs(tmp_path, rootless):
+    """`rt spec [--rootless]` writes what `runc spec [--rootless]` writes, but for the
+    ociVersion and the hostname."""
+    import json
+    import shutil
+    import subprocess
+    if not shutil.which("runc"):
+        if os.environ.get("CI"):
+            pytest.fail("runc is required in CI (scripts/setup installs it)")
+        pytest.skip("runc is not installed")
+    flag = ["--rootless"] if rootless else []
+    (tmp_path / "runc").mkdir()
+    subprocess.run(["runc", "spec", *flag], cwd=tmp_path / "runc", check=True)
+    assert main(["spec", *flag, "--bundle", str(tmp_path)]) == 0
+    want = json.loads((tmp_path / "runc" / "config.json").read_text())
+    got = json.loads((tmp_path / "config.json").read_text())
+    for doc in (want, got):
+        del doc["ociVersion"], doc["hostname"]
+    if {"type": "cgroup"} not in want["linux"]["namespaces"]:  # runc 1.2 added it (Debian 12 has 1.1.5)
+        got["linux"]["namespaces"].remove({"type": "cgroup"}) if not rootless else None
+    assert got == want
+
+
 def test_spec_into_missing_dir_is_an_rt_error(capsys, tmp_path):
     assert main(["spec", "--bundle", str(tmp_path / "missing")]) == 1
     assert "spec: No such file or directory" in capsys.readouterr().err
