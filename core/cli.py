@@ -16,7 +16,8 @@ OCI_VERSION = "1.2.0"
 
 B, S, I, L = "bool", "str", "int", "list"
 GLOBAL = [
-    (("--root",), "root", S, "/run/rt", "root directory for storage of container state"),
+    (("--root",), "root", S, None, "root directory for storage of container state "
+     "(default /run/rt; $XDG_RUNTIME_DIR/rt for a user other than root, as runc)"),
     (("--log",), "log", S, None, "log file (default: stderr)"),
     (("--log-format",), "log_format", S, "text", "log format: text or json"),
     (("--debug",), "debug", B, False, "enable debug logging"),
@@ -178,6 +179,13 @@ def _plugin_verbs() -> list[tuple[str, str, str]]:
         return []
 
 
+def default_root() -> str:
+    """runc's rule: /run/runc for root, $XDG_RUNTIME_DIR/runc for anyone else who has one.
+    core/client.c has the same rule."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(xdg, "rt") if os.geteuid() != 0 and xdg else "/run/rt"
+
+
 def version_text() -> str:
     return f"rt version {VERSION}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}\n"
 
@@ -190,6 +198,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         g, rest = _parse_flags(argv, GLOBAL + [(("--version", "-v"), "version", B, False, ""),
                                                (("--help", "-h"), "help", B, False, "")], "")
         log.configure(g.log, g.log_format, g.debug)
+        if g.root is None:
+            g["root"] = default_root()
         if g.log_format not in ("text", "json"):
             raise RtError(f"unknown log-format {g.log_format!r}: use text or json")
         if g.version:

@@ -246,6 +246,10 @@ static int takes_value(const char *a) {
 int main(int argc, char **argv) {
     g_argv = argv;
     const char *root = "/run/rt", *verb = NULL, *e;
+    char xdg_root[PATH_MAX];
+    if (geteuid() != 0 && (e = getenv("XDG_RUNTIME_DIR")) && *e &&  /* core/cli.py's default_root */
+        snprintf(xdg_root, sizeof xdg_root, "%s/rt", e) < (int)sizeof xdg_root)
+        root = xdg_root;
     int i, preserve = 0;
     if ((e = getenv("RT_NO_CORE")) && *e && strcmp(e, "0")) in_process("RT_NO_CORE");
     for (i = 1; i < argc && argv[i][0] == '-' && strcmp(argv[i], "--"); i++) {

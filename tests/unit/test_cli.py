@@ -452,3 +452,15 @@ def test_features_as_the_spec_means_them(capsys):
     assert "app_single" in ann["io.github.rt.plugins"].split(",") and "io.github.rt.plugin.lxc_system" in ann
     assert all(isinstance(v, str) for v in ann.values())
     assert feats["linux"]["apparmor"] == feats["linux"]["selinux"] == {"enabled": True}
+
+
+def test_default_root_as_runc(monkeypatch):
+    from rt.core.cli import default_root
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert default_root() == "/run/user/1000/rt"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert default_root() == "/run/rt"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert default_root() == "/run/rt"
