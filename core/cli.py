@@ -115,19 +115,29 @@ VERBS = {
 }
 
 
+OWN_VERBS = {"bench", "core"}  # not runc's: their flags may follow their arguments
+
+
 class Opts(dict):
     __getattr__ = dict.get
 
 
-def _parse_flags(argv: list[str], table, where: str) -> tuple[Opts, list[str]]:
+def _parse_flags(argv: list[str], table, where: str, anywhere: bool = False) -> tuple[Opts, list[str]]:
+    """runc's convention: flags, then positional arguments. With `anywhere` (rt's own verbs)
+    flags may also follow them."""
     opts = Opts({key: (list(d) if kind == L else d) for _, key, kind, d, _ in table})
     index = {name: (key, kind) for names, key, kind, _, _ in table for name in names}
     i = 0
+    pos: list[str] = []
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            return opts, argv[i + 1:]
+            return opts, pos + argv[i + 1:]
         if not a.startswith("-") or a == "-":
+            if anywhere:
+                pos.append(a)
+                i += 1
+                continue
             break
         name, eq, value = a.partition("=")
         if name not in index:
@@ -151,7 +161,7 @@ def _parse_flags(argv: list[str], table, where: str) -> tuple[Opts, list[str]]:
             else:
                 opts[key] = value
         i += 1
-    return opts, argv[i:]
+    return opts, pos + argv[i:]
 
 
 def usage(verb: str | None = None, prog: str = "rt") -> str:
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             if args and args[0] in ("-h", "--help"):
                 sys.stdout.write(usage(verb, prog))
                 return 0
-            opts, pos = _parse_flags(args, table, verb)
+            opts, pos = _parse_flags(args, table, verb, anywhere=verb in OWN_VERBS)
             mod = importlib.import_module(f"rt.core.verbs.{verb}_cmd" if verb in ("list", "exec", "spec", "core")
                                           else f"rt.core.verbs.{verb}")
             return mod.run(g, opts, pos) or 0

@@ -34,11 +34,14 @@ def reboot_signal(pid: int, configured: str | None) -> int:
 
 
 def _timeout_and_id(verb: str, args, usage: str):
-    timeout, rest = None, list(args)
-    while rest and rest[0].startswith("-"):
-        flag = rest.pop(0)
-        if flag in ("-t", "--timeout") and rest:
-            timeout = rest.pop(0)
+    """[-t|--timeout S] ID, the flag before or after the id."""
+    timeout, todo, rest = None, list(args), []
+    while todo:
+        flag = todo.pop(0)
+        if not flag.startswith("-"):
+            rest.append(flag)
+        elif flag in ("-t", "--timeout") and todo:
+            timeout = todo.pop(0)
         elif flag.startswith("--timeout="):
             timeout = flag.split("=", 1)[1]
         else:

@@ -464,3 +464,17 @@ def test_default_root_as_runc(monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert default_root() == "/run/rt"
+
+
+def test_rts_own_verbs_take_flags_after_their_arguments():
+    from rt.core.cli import VERBS
+    opts, pos = _parse_flags(["bundle", "--runs", "3", "--json"], VERBS["bench"][0], "bench", anywhere=True)
+    assert (pos, opts.runs, opts.json) == (["bundle"], 3, True)
+    opts, pos = _parse_flags(["id", "--force"], VERBS["delete"][0], "delete")  # runc's: flags first
+    assert (pos, opts.force) == (["id", "--force"], False)
+
+
+def test_plugin_verb_timeout_before_or_after_the_id():
+    from rt.plugins.lxc_system.verbs import _timeout_and_id
+    assert _timeout_and_id("stop", ["c1", "--timeout", "3"], "u") == ("3", "c1")
+    assert _timeout_and_id("stop", ["-t", "3", "c1"], "u") == ("3", "c1")
