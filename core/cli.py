@@ -21,7 +21,8 @@ GLOBAL = [
     (("--log",), "log", S, None, "log file (default: stderr)"),
     (("--log-format",), "log_format", S, "text", "log format: text or json"),
     (("--debug",), "debug", B, False, "enable debug logging"),
-    (("--systemd-cgroup",), "systemd_cgroup", B, False, "accepted for runc compatibility"),
+    (("--systemd-cgroup",), "systemd_cgroup", B, False, "use systemd for cgroups (create fails where systemd "
+     "is not running, as runc's; the driver itself is not there yet)"),
     (("--rootless",), "rootless", S, "auto", "accepted for runc compatibility"),
     (("--criu",), "criu", S, None, "accepted for runc compatibility"),
     (("--plugin",), "plugin", S, None, "isolation plugin to use (overrides the default; see `rt features`)"),

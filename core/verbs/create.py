@@ -42,6 +42,8 @@ def do_create(g, opts, cid: str):
     """Create a container; returns it locked. Nothing is left behind on failure."""
     st = store(g)
     check_id(cid)
+    if g.systemd_cgroup and not os.path.isdir("/run/systemd/system"):  # sd_booted(), as runc
+        raise RtError("systemd not running on this host, cannot use systemd cgroups manager")
     if os.path.isdir(os.path.join(st.root, cid)):  # fail fast, before paying for msgspec and pluggy
         raise RtError(f"container with id exists: {cid}")
     bundle = os.path.abspath(opts.bundle or ".")

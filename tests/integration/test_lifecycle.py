@@ -554,3 +554,12 @@ def test_workload_signals_start_at_default(runtime, make_bundle, no_leaks):
     p = runtime("exec", "sig2", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status")
     assert p.stdout.split("\n")[:2] == want, p.stdout + p.stderr
     runtime("delete", "--force", "sig2", check=True)
+
+
+@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="systemd runs here: the flag is valid")
+def test_systemd_cgroup_flag_without_systemd(runtime, make_bundle):
+    """runc: `--systemd-cgroup` on a host without systemd fails the create, leaving nothing."""
+    p = runtime("--systemd-cgroup", "run", "--bundle", make_bundle(["true"]), "sdc")
+    assert p.returncode == 1
+    assert "systemd not running on this host, cannot use systemd cgroups manager" in p.stderr
+    assert runtime("list", "-q").stdout == ""
