@@ -35,9 +35,7 @@ class NeedsCaller(BaseException):
 
 def require_caller(why: str) -> None:
     """NeedsCaller when running in the resident core; nothing in-process."""
-    import sys
-    srv = sys.modules.get("rt.core.server")
-    if srv is not None and srv.in_core():
+    if front() is not None:
         raise NeedsCaller(why)
 
 

@@ -498,11 +498,8 @@ def _declined(core, argv, why: str) -> None:
 
 
 def current_front() -> "Front | None":
+    """The front end of this thread's request; None outside a request."""
     return getattr(_req, "front", None)
-
-
-def in_core() -> bool:
-    return current_front() is not None
 
 
 # --- the service ------------------------------------------------------------------------------
@@ -612,7 +609,8 @@ async def serve(core: Core, lsock: socket.socket, ready=None) -> None:
         try:
             await trio.to_thread.run_sync(serve_connection, sock, core, limiter=limiter)
         except Exception as e:  # one request's failure never takes the core down
-            core.stats.errors += 1
+            with core.stats.lock:
+                core.stats.errors += 1
             log.warning(f"core: request failed: {e!r}")
         finally:
             with core.stats.lock:
