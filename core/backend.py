@@ -12,8 +12,10 @@ class CreateRequest:
 
     def __init__(self, *, id, bundle, spec, config, state_dir, fifo, pid_file=None, console_socket=None,
                  no_pivot=False, preserve_fds=0, warn=None, hooks=None, rootfs=None, save_extra=None,
-                 caller_reaps=True):
+                 caller_reaps=True, systemd_cgroup=False, rootless=False):
         self.id, self.bundle, self.spec, self.config = id, bundle, spec, config
+        self.systemd_cgroup = systemd_cgroup  # --systemd-cgroup: systemd makes the cgroup (a transient unit)
+        self.rootless = rootless  # --rootless (auto: not root): no cgroup where none can be made
         # the caller waits for the init (conmon and containerd pass --pid-file or
         # --console-socket; `rt run` in the foreground): the runtime must not adopt it
         self.caller_reaps = caller_reaps

@@ -82,20 +82,24 @@ def normalize_path(cgroups_path: str | None, cid: str) -> str:
         return f"/rt/{cid}"
     if ":" in cgroups_path and not cgroups_path.startswith("/"):
         sl, prefix, name = (cgroups_path.split(":") + ["", ""])[:3]
-        sl = sl or "system.slice"
-        parts, acc = [], ""
-        for piece in sl.removesuffix(".slice").split("-"):  # a-b.slice lives in a.slice/a-b.slice
-            acc = f"{acc}-{piece}" if acc else piece
-            parts.append(acc + ".slice")
-        if sl == "-.slice":
-            parts = []
-        path = "/" + "/".join(parts + [f"{prefix}-{name}.scope" if prefix else f"{name}.scope"])
-        return "/" + os.path.normpath(path).lstrip("/")
+        return unit_path(sl or "system.slice", f"{prefix}-{name}.scope" if prefix else f"{name}.scope")
     # runc's CleanPath: no way out of the cgroup hierarchy with ".."
     path = "/" + os.path.normpath("/" + cgroups_path).lstrip("/")
     if path == "/":
         raise ValueError(f"linux.cgroupsPath {cgroups_path!r} names the root cgroup")
     return path
+
+
+def unit_path(slice_: str, unit: str) -> str:
+    """Where systemd puts `unit` of `slice_`: a-b.slice lives in a.slice/a-b.slice."""
+    parts, acc = [], ""
+    for piece in slice_.removesuffix(".slice").split("-"):
+        acc = f"{acc}-{piece}" if acc else piece
+        parts.append(acc + ".slice")
+    if slice_ == "-.slice":
+        parts = []
+    path = "/" + "/".join(parts + [unit])
+    return "/" + os.path.normpath(path).lstrip("/")
 
 
 class WriteError(OSError):

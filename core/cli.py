@@ -21,9 +21,10 @@ GLOBAL = [
     (("--log",), "log", S, None, "log file (default: stderr)"),
     (("--log-format",), "log_format", S, "text", "log format: text or json"),
     (("--debug",), "debug", B, False, "enable debug logging"),
-    (("--systemd-cgroup",), "systemd_cgroup", B, False, "use systemd for cgroups (create fails where systemd "
-     "is not running, as runc's; the driver itself is not there yet)"),
-    (("--rootless",), "rootless", S, "auto", "accepted for runc compatibility"),
+    (("--systemd-cgroup",), "systemd_cgroup", B, False, "use systemd for cgroups: a transient unit per "
+     "container over D-Bus (create fails where systemd is not running, as runc's)"),
+    (("--rootless",), "rootless", S, "auto", "rootless mode: true, false or auto (when not root); without a "
+     "cgroup delegated to the user the container runs without one"),
     (("--criu",), "criu", S, None, "accepted for runc compatibility"),
     (("--plugin",), "plugin", S, None, "isolation plugin to use (overrides the default; see `rt features`)"),
 ]
@@ -38,7 +39,9 @@ _CREATE = [
 VERBS = {
     "create": (_CREATE, ["container-id"], "create a container"),
     "run": (_CREATE + [(("--detach", "-d"), "detach", B, False, "detach from the container"),
-                       (("--keep",), "keep", B, False, "keep the container's state after it exits")],
+                       (("--keep",), "keep", B, False, "keep the container's state after it exits"),
+                       (("--no-subreaper",), "no_subreaper", B, False, "disable the use of the subreaper used "
+                        "to reap reparented processes (rt still adopts the init, as runc's is its child)")],
             ["container-id"], "create and start a container"),
     "start": ([(("--wait-ready",), "wait_ready", B, False, "return once the workload is ready (an init: "
                 "sd_notify READY=1, or its first service)"),

@@ -4,6 +4,7 @@ container once its init exists, and releases what it added at delete.
 
 Kept import-light: short verbs instantiate subclasses of it.
 """
+import errno
 import os
 from _signal import SIGKILL  # not `signal`: it imports enum
 
@@ -39,14 +40,22 @@ class OciBackend(Backend):
     # --- the mechanism --------------------------------------------------------------
     def _cgroup(self, c):
         path = c.extra.get("cgroup")
+        if path is None and "cgroup" in c.extra:
+            raise RtError(f"container {c.id} runs without a cgroup (rootless, with no cgroup delegated)")
         if path is None:
             raise RtError(f"container {c.id} has no cgroup (create did not get that far)")
         return api.Cgroup(path)
 
     def create(self, req: CreateRequest) -> Created:
         linux = req.spec.linux
+        unit = None
         try:
-            path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", req.id)
+            if req.systemd_cgroup:
+                from .systemd_cgroups import unit_of
+                unit = unit_of(linux.cgroups_path if linux else "", req.id)
+                path = _unit_path(*unit)
+            else:
+                path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", req.id)
         except ValueError as e:
             raise RtError(f"config.json: $.linux.cgroupsPath: {e}")
         cg = api.Cgroup(path)
@@ -59,20 +68,39 @@ class OciBackend(Backend):
                           "is where /proc/self/mountinfo says)")
         # known before its directory may be made, yet not ours to kill until the check has passed
         req.save_extra(cgroup_pending=path)
-        lock = _lock_cgroup(cg)  # check and join as one step: two creates cannot both find it empty
+        try:
+            lock = _lock_cgroup(cg)  # check and join as one step: two creates cannot both find it empty
+        except PermissionError as e:
+            if not req.rootless or unit is not None:
+                raise
+            return self._create_rootless(req, path, e)
         try:
             busy = cg.procs(everywhere=True)
             if busy:  # someone else's (another root's container, a service): never ours to kill
                 raise RtError(f"container's cgroup is not empty: {len(busy)} process(es) found in {path} "
                               "(linux.cgroupsPath must name a cgroup of this container alone)")
-            return self._create_in(req, cg, path)
+            return self._create_in(req, cg, path, unit)
         finally:
             os.close(lock)
 
-    def _create_in(self, req, cg, path) -> Created:
+    def _create_rootless(self, req, path, e) -> Created:
+        """Rootless without a cgroup it may make (no delegation): runc goes on without one, unless
+        the spec asks for limits, which would silently not hold."""
+        res = (req.config.get("linux") or {}).get("resources") or {}
+        if any(v for k, v in res.items() if k != "devices"):
+            raise RtError(f"rootless: linux.resources needs a cgroup, and {e.filename}: {e.strerror} (use a "
+                          "cgroupsPath that is delegated to you, or --systemd-cgroup with your systemd user instance)")
+        req.warn(f"rootless: the container runs without a cgroup of its own ({e.filename}: {e.strerror}); "
+                 "limits, pause, kill --all, ps and events need one")
+        return self._create_in(req, None, None)
+
+    def _create_in(self, req, cg, path, unit=None) -> Created:
         req.save_extra(cgroup=path)
         events = None
-        try:
+        payload = None if cg is None else self._payload(cg)
+
+        def make_cgroup():
+            nonlocal events
             try:
                 cg.create()
             except OSError as e:
@@ -87,11 +115,25 @@ class OciBackend(Backend):
                 raise RtError(f"linux.resources.devices: the kernel refused the device rules: {e.strerror}")
             except ValueError as e:
                 raise RtError(str(e)) from None
-            payload = self._payload(cg)
             if payload is not cg:
                 payload.create()  # after the device rules: a v1 child copies its parent's
+
+        def on_spawn(pid):
+            if cg is None:
+                return
+            if unit is not None:  # systemd makes the cgroup, with the shim in it
+                _start_unit(req, unit, path, pid)
+                if payload is not cg and cg.layout.mode == "v2":
+                    payload.create()  # out of the unit's own group first: v2 enables controllers
+                    payload.join(pid)  # below a group only while it holds no process
+                make_cgroup()
+            payload.join(pid)
+        try:
+            if unit is None and cg is not None:
+                make_cgroup()
             plan = api.build_plan(req.spec, rootfs=req.rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=payload,
                                   no_pivot=req.no_pivot, preserve_fds=req.preserve_fds, warn=req.warn,
+                                  host_cgroup_view=cg is None,
                                   state_template={"ociVersion": "1.2.0", "id": req.id, "status": "creating",
                                                   "pid": "__PID__", "bundle": req.bundle,
                                                   "annotations": req.spec.annotations or {}})
@@ -101,7 +143,7 @@ class OciBackend(Backend):
                 req.save_extra(mounts_base=sorted(hostmounts.under(req.rootfs)))
             # set from the host, as runc does: the container may have no /proc of its own
             oom_score_adj, plan["oom_score_adj"] = plan["oom_score_adj"], None
-            launched = self._launch(plan, req.console_socket, req.spec.process, payload,
+            launched = self._launch(plan, req.console_socket, req.spec.process, on_spawn,
                                     on_child=lambda pid: self.on_child(req, pid),
                                     on_hooks=req.hooks.create_runtime if req.hooks else None)
             if oom_score_adj is not None:
@@ -112,28 +154,30 @@ class OciBackend(Backend):
             cause = limit_error(cg, events, req.config) if isinstance(e, Exception) else None
             cause = cause or seccomp_error(req.spec, e)
             try:
-                cg.kill_all()
-                cg.destroy()
+                if cg is not None:
+                    cg.kill_all()
+                    cg.destroy()
             except OSError as why:  # the error to report is the one that made us roll back
                 req.warn(f"create {req.id}: cannot remove cgroup {path}: {why.strerror}")
             finally:  # the plugin's release (address lease, veth) even if the cgroup stays
+                _stop_unit(req.extra, req.warn)
                 self._detach_mounts(req.rootfs, getattr(req, "extra", {}))
                 self.release(_Partial(req))
             if cause:  # what killed the init, by name
                 raise RtError(cause) from None
             raise
-        return Created(launched.pid, {k: v for k, v in req.extra.items() if k in ("cgroup", "host_mounts")}
-                       | {"cgroup": path})
+        return Created(launched.pid, {k: v for k, v in req.extra.items()
+                                      if k in ("cgroup", "host_mounts", "systemd_unit")} | {"cgroup": path})
 
     @staticmethod
-    def _launch(plan, console_socket, proc, cg, extra_fds=(), **callbacks):
+    def _launch(plan, console_socket, proc, on_spawn, extra_fds=(), **callbacks):
         console = plan.get("console_fd")  # a subclass may have set up the console itself
         if console is None:
             console = api.connect_console(console_socket, proc.terminal)
         if console is not None:
             plan.update(console_fd=console, console_size=plan.get("console_size") or api.console_size(proc))
         fds = tuple(extra_fds) + ((console,) if console is not None else ())
-        return api.launch_shim(plan, pass_fds=fds, on_spawn=cg.join, **callbacks)
+        return api.launch_shim(plan, pass_fds=fds, on_spawn=on_spawn, **callbacks)
 
     def start(self, c) -> None:
         api.release_barrier(os.path.join(c.dir, "exec.fifo"))
@@ -155,6 +199,7 @@ class OciBackend(Backend):
             if cg.exists():
                 cg.kill_all(SIGKILL)
             cg.destroy()  # also a half-made one: a create killed while making it
+        _stop_unit(c.extra, None)
         self._detach_mounts(c.record.get("rootfs"), c.extra)
         self.release(c)
 
@@ -177,6 +222,13 @@ class OciBackend(Backend):
         self._cgroup(c).set_frozen(False)
 
     def update(self, c, resources: dict) -> None:
+        if c.extra.get("systemd_unit"):  # systemd first: a later reload of the unit keeps these
+            from .systemd_cgroups import Systemd, SystemdError
+            try:
+                with Systemd() as sd:
+                    sd.set(c.extra["systemd_unit"], resources)
+            except SystemdError as e:
+                raise RtError(f"update: {e}") from None
         for msg in self._apply(self._cgroup(c), resources):
             raise RtError(f"update: {msg}")
 
@@ -203,15 +255,18 @@ class OciBackend(Backend):
                                        seccomp=req.get("seccomp"), preserve_fds=req["preserve_fds"], pidfd=pidfd,
                                        warn=req["warn"])
             self.prepare_exec(c, plan)
-            cg = self._payload(self._cgroup(c))
-            joined = cg
-            if req.get("cgroup"):  # runc's exec --cgroup: an existing subgroup
-                try:
-                    sub = cg.subgroups(req["cgroup"])
-                except ValueError as e:
-                    raise RtError(f"exec: {e}") from None
-                joined = _Subgroup(cg, sub)
-            return self._launch(plan, req.get("console_socket"), req["process"], joined, extra_fds=(pidfd,)).pid
+            if "cgroup" in c.extra and c.extra["cgroup"] is None and not req.get("cgroup"):
+                join = None  # rootless, without a cgroup: the process stays in ours, as the init did
+            else:
+                cg = self._payload(self._cgroup(c))
+                join = _exec_join(cg, c.pid)
+                if req.get("cgroup"):  # runc's exec --cgroup: an existing subgroup
+                    try:
+                        sub = cg.subgroups(req["cgroup"])
+                    except ValueError as e:
+                        raise RtError(f"exec: {e}") from None
+                    join = _Subgroup(cg, sub).join
+            return self._launch(plan, req.get("console_socket"), req["process"], join, extra_fds=(pidfd,)).pid
         except api.ShimFailed as e:
             raise RtError(f"exec failed: {e.reason}")
         finally:
@@ -339,6 +394,62 @@ def resource_setting(path: str, value, resources: dict | None) -> str:
     if name.startswith("hugetlb."):
         return "linux.resources.hugepageLimits"
     return "linux.resources." + _SETTINGS.get(name, name)
+
+
+def _exec_join(cg, init_pid: int):
+    """Join an exec'd process to the container's cgroup; on v2, a group whose controllers the
+    container handed on to groups below (systemd inside) may hold no process (EBUSY): then
+    the init's own group below it, as runc does."""
+    def join(pid: int) -> None:
+        try:
+            cg.join(pid)
+        except OSError as e:
+            if e.errno != errno.EBUSY or cg.layout.mode != "v2":
+                raise
+            try:
+                with open(f"/proc/{init_pid}/cgroup") as f:
+                    path = next(line[3:].strip() for line in f if line.startswith("0::"))
+            except (OSError, StopIteration):
+                raise e from None
+            if not path.startswith(cg.path.rstrip("/") + "/"):
+                raise
+            api.Cgroup(path, cg.layout).join(pid)
+    return join
+
+
+def _unit_path(slice_: str, unit: str) -> str:
+    from .cgroups import unit_path
+    return unit_path(slice_, unit)
+
+
+def _start_unit(req, unit: tuple[str, str], path: str, pid: int) -> None:
+    """The systemd driver: a transient unit for the container, with the shim in it."""
+    from .systemd_cgroups import Systemd, SystemdError
+    slice_, name = unit
+    try:
+        with Systemd() as sd:
+            got = sd.start(name, slice_, pid, (req.config.get("linux") or {}).get("resources"),
+                           f"rt container {req.id}")
+            req.save_extra(systemd_unit=name)
+    except SystemdError as e:
+        raise RtError(f"create: {e}") from None
+    if got != path:
+        raise RtError(f"create: systemd put {name} in cgroup {got}, not in {path}")
+
+
+def _stop_unit(extra: dict, warn) -> None:
+    """Stop the container's systemd unit, if it has one (delete, and a failed create)."""
+    name = extra.get("systemd_unit")
+    if not name:
+        return
+    from .systemd_cgroups import Systemd, SystemdError
+    try:
+        with Systemd() as sd:
+            sd.stop(name)
+    except SystemdError as e:
+        if warn is None:
+            raise RtError(f"delete: {e}") from None
+        warn(f"cannot stop systemd unit {name}: {e}")
 
 
 def _lock_cgroup(cg) -> int:

@@ -259,7 +259,9 @@ def listener_state(spec, seccomp: dict, state: dict | None) -> str:
 
 def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None, cgroup=None,
                no_pivot: bool = False, preserve_fds: int = 0, warn=lambda msg: None,
-               state_template: dict | None = None) -> dict:
+               state_template: dict | None = None, host_cgroup_view: bool = False) -> dict:
+    """host_cgroup_view: with no container cgroup (rootless, no delegated cgroup), a cgroup mount
+    is a read-only recursive bind of the host's /sys/fs/cgroup, as runc's rootless fallback."""
     linux = spec.linux
     proc = spec.process
     if proc is None:
@@ -305,10 +307,13 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         if bind and not os.path.isabs(src):
             src = os.path.join(bundle or os.path.dirname(rootfs), src)  # relative to the bundle
         fstype = m.type
-        if m.type == "cgroup" and cgroup is None:
+        if m.type == "cgroup" and cgroup is None and host_cgroup_view:
+            fstype, src, bind, rec = "bind", "/sys/fs/cgroup", True, True
+            flags |= 1 | 2 | 4 | 8  # ro, nosuid, nodev, noexec; and "rro" below for the mounts under it
+        elif m.type == "cgroup" and cgroup is None:
             raise RtError(f"config.json: $.mounts[{i}]: a cgroup mount needs a container cgroup "
                           f"(this plugin passes none to build_plan)")
-        if m.type == "cgroup" and "cgroup" not in types:
+        elif m.type == "cgroup" and "cgroup" not in types:
             fstype, data = "cgroup-host", cgroup_mount_binds(cgroup)
         elif m.type == "cgroup" and cgroup.layout.mode == "v2":
             fstype = "cgroup2"
@@ -319,7 +324,8 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         has_pts = has_pts or m.destination == "/dev/pts"
         if label and not bind and fstype in ("tmpfs", "mqueue", "devpts", "sysfs"):
             data = ",".join(x for x in (data, f'context="{label}"') if x)
-        rset, rclr = recursive_attrs(m.options)
+        host_view = ["rro"] if m.type == "cgroup" and fstype == "bind" else []
+        rset, rclr = recursive_attrs(list(m.options or []) + host_view)
         mounts.append({"source": src, "destination": m.destination, "type": fstype, "bind": bind,
                        "recursive": rec, "flags": flags & ~4096, "propagation": prop, "data": data,
                        "idmap": idmap, "rattr": (rset, rclr)})

@@ -13,7 +13,17 @@ STUB_CMD = f"import sys; sys.path[:0] = [{SHIM_DIR!r}]; import stub; stub.main()
 
 
 def write_id_maps(pid: int, userns: dict) -> None:
-    for name in ("uid_map", "gid_map"):
+    """The new user namespace's maps. Root writes them; anyone may map their own single id
+    (gid after setgroups "deny"); a user's other ids go through newuidmap/newgidmap, which
+    check /etc/subuid and /etc/subgid (as runc does rootless)."""
+    for name, helper, own in (("uid_map", "newuidmap", os.geteuid()), ("gid_map", "newgidmap", os.getegid())):
+        lines = [line.split() for line in userns[name].splitlines() if line.strip()]
+        if os.geteuid() != 0 and lines != [[lines[0][0], str(own), "1"]]:
+            _id_helper(pid, name, helper, lines)
+            continue
+        if os.geteuid() != 0 and name == "gid_map":
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
         fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.write(fd, userns[name].encode())
@@ -21,6 +31,22 @@ def write_id_maps(pid: int, userns: dict) -> None:
             raise ProtocolError(f"write {name} ({userns[name].strip()!r}): {e.strerror}")
         finally:
             os.close(fd)
+
+
+def _id_helper(pid: int, name: str, helper: str, lines: list[list[str]]) -> None:
+    import shutil
+    import subprocess
+    exe = shutil.which(helper) or next((p for p in (f"/usr/bin/{helper}", f"/bin/{helper}") if os.path.exists(p)),
+                                       None)
+    mapping = " ".join(" ".join(x) for x in lines)
+    if exe is None:
+        raise ProtocolError(f"{name} ({mapping}) maps ids other than your own: that needs {helper} "
+                            "(Debian's uidmap package) and your ranges in /etc/subuid and /etc/subgid")
+    p = subprocess.run([exe, str(pid), *mapping.split()], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        raise ProtocolError(f"{helper} {pid} {mapping}: {(p.stderr or p.stdout).strip()} (the ranges must be "
+                            "yours in /etc/subuid and /etc/subgid)")
 
 
 def read_only_interpreter() -> int | None:

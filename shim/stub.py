@@ -684,7 +684,12 @@ class SchedAttr(ctypes.Structure):  # SCHED_ATTR_SIZE_VER0
 
 def set_user(p):
     os.umask(p["umask"])
-    os.setgroups(p["groups"])
+    try:
+        os.setgroups(p["groups"])
+    except PermissionError:  # a rootless user namespace with setgroups "deny": keep what we have
+        with open("/proc/self/setgroups") as f:
+            if p["groups"] or f.read().strip() != "deny":
+                raise
     os.setgid(p["gid"])
     if p["uid"] != 0 and p["caps"] is not None:
         libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS: caps survive setuid, set below
@@ -853,6 +858,7 @@ def enter_namespaces(plan, rfd, wfd):
         msg = recv(rfd)
         if not msg or msg.get("type") != "resume":
             raise Fail("aborted while the runtime wrote the id maps")
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     if plan.get("userns"):
         os.setresgid(0, 0, 0)  # root of the user namespace until the container's user is set
         os.setresuid(0, 0, 0)
@@ -871,13 +877,18 @@ def enter_namespaces(plan, rfd, wfd):
 
 def main():
     rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
-    # CVE-2019-5736: nothing in the container may open /proc/<us>/exe while we run.
-    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    # CVE-2019-5736: nothing in the container may open /proc/<us>/exe while we run. A rootless
+    # caller writes our id maps, which /proc gives only to our owner: non-dumpable after that.
+    rootless = os.geteuid() != 0
+    if not rootless:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     send(wfd, {"type": "hello", "version": PROTOCOL_VERSION, "pid": os.getpid()})
     msg = recv(rfd)
     if msg is None:
         os._exit(1)
     plan = msg["plan"]
+    if rootless and "user" not in plan["unshare"]:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     for fd in (plan.get("exec_fd"), plan.get("join_pidfd")):  # ours: never the workload's, even
         if fd is not None:  # when they fall in the --preserve-fds range (fexecve needs no inheritance)
             fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
@@ -895,8 +906,9 @@ def main():
                 userns = userns_fd_for(m["idmap"])
                 m["tree_fd"] = idmapped_tree(m["source"], userns, m["recursive"])
                 os.close(userns)
-            elif m["bind"] and plan.get("userns"):
-                # host paths may be out of reach of the namespace's root: take them now
+            elif m["bind"] and plan.get("userns") and os.geteuid() == 0:
+                # host paths may be out of reach of the namespace's root: take them now (a
+                # rootless caller reaches no more than its namespace's root will, and may not clone)
                 m["tree_fd"] = check(libc.syscall(
                     SYS_OPEN_TREE, AT_FDCWD, b(m["source"]),
                     OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if m["recursive"] else 0)),

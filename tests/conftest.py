@@ -241,7 +241,7 @@ def _snapshot(ids=()):
     with open("/proc/self/mountinfo") as f:
         mounts = {line.split()[4] for line in f}
     cgroups = set()
-    for base in os.listdir("/sys/fs/cgroup"):
+    for base in ["", *os.listdir("/sys/fs/cgroup")]:  # "": a pure v2 host's own tree
         for top in ("rt-test", *(f"rt/{i}" for i in ids)):
             d = os.path.join("/sys/fs/cgroup", base, top)
             if os.path.isdir(d):

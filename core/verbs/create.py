@@ -38,6 +38,13 @@ def _check_rootfs(rootfs: str) -> None:
         raise RtError(f"invalid rootfs: {rootfs}: not a directory")
 
 
+def rootless(g) -> bool:
+    """runc's --rootless: true, false, or auto (rootless when not root)."""
+    if g.rootless not in ("auto", "true", "false"):
+        raise RtError(f"invalid --rootless value {g.rootless!r}: it is true, false or auto")
+    return g.rootless == "true" or (g.rootless == "auto" and os.geteuid() != 0)
+
+
 def do_create(g, opts, cid: str):
     """Create a container; returns it locked. Nothing is left behind on failure."""
     st = store(g)
@@ -85,7 +92,8 @@ def do_create(g, opts, cid: str):
                             no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds or 0, warn=log.warning,
                             hooks=RuntimeHooks(hooks, c.record, cid), rootfs=rootfs,
                             save_extra=lambda **kw: (c.extra.update(kw), c.save()),
-                            caller_reaps=bool(opts.pid_file or opts.console_socket or opts.foreground))
+                            caller_reaps=bool(opts.pid_file or opts.console_socket or opts.foreground),
+                            systemd_cgroup=bool(g.systemd_cgroup), rootless=rootless(g))
         created = backend.create(req)
         c.record.update(pid=created.pid, extra=dict(c.extra, **created.extra))
         info_t = proc_start_time(created.pid)

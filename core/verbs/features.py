@@ -42,7 +42,7 @@ def run(g, opts, pos):
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": CAP_NAMES,
-            "cgroup": {"v1": layout.mode != "v2", "v2": layout.unified is not None, "systemd": False,
+            "cgroup": {"v1": layout.mode != "v2", "v2": layout.unified is not None, "systemd": True,
                        "systemdUser": False, "rdma": False},
             "seccomp": {"enabled": True, "actions": sorted(ACTIONS), "operators": sorted(OPERATORS),
                         "archs": list(SECCOMP_ARCHS), "knownFlags": sorted(FILTER_FLAGS),

@@ -33,6 +33,8 @@ def _wants_terminal(opts) -> bool:
 
 def run(g, opts, pos):
     cid = need_id(pos, "run")
+    if not opts.detach and opts.no_subreaper:
+        require_caller("--no-subreaper: the caller stops being a subreaper once it has the init")
     if not opts.detach:
         adopt_orphans()  # the init is reparented to us (or our front end), so we can wait for it
         opts["foreground"] = True
@@ -70,6 +72,9 @@ def run(g, opts, pos):
     if opts.detach:
         return 0
     pid = c.pid
+    if opts.no_subreaper:  # runc's: the init is ours (its child), orphans of its tree go to the host's init
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER off
     fe = front()
     if fe is not None:  # the front end is the init's subreaper: it waits, then deletes
         cleanup = None if opts.keep else [g.prog, "--root", g.root, *(["--log", g.log] if g.log else []),

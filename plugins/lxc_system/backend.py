@@ -245,18 +245,24 @@ class SystemBackend(api.OciBackend):
     def wait_ready(self, c, timeout: float) -> None:
         """sd_notify READY=1 when the init sends it (systemd); else, for an init without
         a notify socket, `systemctl is-system-running`; for any other init, its first child."""
+        import sys
         import time
         deadline = time.monotonic() + timeout
         ready = os.path.join(c.dir, "ready")
         notify = bool(c.extra.get("monitor"))
-        try:
-            systemd = os.path.basename(os.readlink(f"/proc/{c.pid}/exe")) == "systemd"
-        except OSError:
-            raise api.RtError(f"{c.id}: the init exited before it was ready")
+        ours = {os.path.realpath(sys.executable)}
         while time.monotonic() < deadline:
+            try:
+                exe = os.readlink(f"/proc/{c.pid}/exe")
+            except OSError:
+                raise api.RtError(f"{c.id}: the init exited before it was ready")
             if not c.alive():
                 raise api.RtError(f"{c.id}: the init exited before it was ready")
-            if systemd and notify:
+            # until the init has exec'd the container's program it is still rt's (the exec helper)
+            systemd = os.path.basename(exe) == "systemd"
+            if exe in ours or "rt-exec" in os.path.basename(exe):  # the memfd: "/memfd:rt-exec (deleted)"
+                pass
+            elif systemd and notify:
                 if os.path.exists(ready):
                     return
             elif systemd:

@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+# systemd as PID 1 (sd_booted): the clients use its cgroup manager there, as they do by default
+SYSTEMD = os.path.isdir("/run/systemd/system")
+
 
 def require(tool: str) -> str:
     path = shutil.which(tool)
@@ -48,7 +51,7 @@ netns = "none"
 log_driver = "k8s-file"
 
 [engine]
-cgroup_manager = "cgroupfs"
+cgroup_manager = "{'systemd' if SYSTEMD else 'cgroupfs'}"
 events_logger = "file"
 runtime = "rt"
 runtime_supports_json = ["rt"]

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from clients import Containerd
+from clients import SYSTEMD, Containerd
 from conftest import client_core, runtime_path
 
 pytestmark = pytest.mark.root
@@ -44,6 +44,31 @@ def test_detached_exec_kill_delete(ctrd):
     ctrd(["tasks", "delete", "c-d"], check=True)
     ctrd(["containers", "delete", "c-d"], check=True)
     assert "c-d" not in ctrd(["containers", "ls", "-q"]).stdout
+
+
+def test_systemd_cgroup_driver(ctrd):
+    """SystemdCgroup=true (ctr: --runc-systemd-cgroup): the shim passes --systemd-cgroup; the task
+    runs in a transient scope where systemd is PID 1, and fails as runc's does elsewhere."""
+    import subprocess
+    p = ctrd(run_args(ctrd, "-d", "--runc-systemd-cgroup", "--cgroup", "system.slice:rt-test:c-sd", IMG, "c-sd",
+                      "sleep", "1000"))
+    if not SYSTEMD:
+        assert p.returncode != 0 and "systemd not running on this host" in p.stderr, p.stderr
+        ctrd(["containers", "delete", "c-sd"])
+        return
+    assert p.returncode == 0, p.stderr
+    try:
+        pid = next(line.split()[1] for line in ctrd(["tasks", "ls"]).stdout.splitlines() if line.startswith("c-sd "))
+        with open(f"/proc/{pid}/cgroup") as f:
+            assert "/system.slice/rt-test-c-sd.scope" in f.read()
+    finally:
+        ctrd(["tasks", "kill", "-s", "SIGKILL", "c-sd"])
+        deadline = time.monotonic() + 20
+        while ctrd(["tasks", "delete", "c-sd"]).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ctrd(["containers", "delete", "c-sd"])
+    p = subprocess.run(["systemctl", "show", "-p", "LoadState", "rt-test-c-sd.scope"], capture_output=True, text=True)
+    assert p.stdout.strip() == "LoadState=not-found", p.stdout
 
 
 def test_runtime_log_is_json(ctrd):

@@ -51,6 +51,23 @@ def test_run_propagates_exit_code(runtime, make_bundle, no_leaks):
     assert runtime("state", "c2").returncode != 0  # run deletes after exit
 
 
+ORPHAN = ("o=$( (sleep 30 >/dev/null 2>&1 & echo $!) ); sleep 0.3; "
+          "echo init=$(awk '/^PPid/{print $2}' /proc/$$/status) orphan=$(awk '/^PPid/{print $2}' /proc/$o/status); "
+          "kill $o")
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-subreaper"]])
+def test_run_subreaper_adopts_the_container_s_orphans(runtime, make_bundle, no_leaks, flag):
+    """No pid namespace: an orphan of the container is reparented to `run` (the init's parent),
+    unless --no-subreaper; the init is the runtime's child either way."""
+    def shared_pids(cfg):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
+    p = runtime("run", *flag, "--bundle", make_bundle(["sh", "-c", ORPHAN], edit=shared_pids), "orphans")
+    assert p.returncode == 0, p.stderr
+    got = dict(kv.split("=") for kv in p.stdout.split())
+    assert (got["orphan"] == got["init"]) == (not flag), got
+
+
 def test_run_detached(runtime, make_bundle, no_leaks):
     b = make_bundle(["sleep", "100"])
     p = runtime("run", "-d", "--bundle", b, "c3", stdout=subprocess.DEVNULL)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from clients import Podman
+from clients import SYSTEMD, Podman
 from conftest import client_core, runtime_path
 
 pytestmark = pytest.mark.root
@@ -22,6 +22,28 @@ def podman(tmp_path_factory, busybox_rootfs):
 def test_run_rm_echo(podman):
     p = podman(["run", "--rm", IMG, "echo", "hi"])
     assert (p.returncode, p.stdout) == (0, "hi\n"), p.stderr
+
+
+def test_the_cgroup_manager_places_the_container(podman):
+    """podman's default manager on the host: systemd (rt --systemd-cgroup, a libpod-ID.scope in
+    machine.slice) where systemd is PID 1, else cgroupfs (libpod_parent/libpod-ID)."""
+    cid = podman(["run", "-d", IMG, "sleep", "1000"], check=True).stdout.strip()
+    try:
+        pid = podman(["inspect", "-f", "{{.State.Pid}}", cid], check=True).stdout.strip()
+        with open(f"/proc/{pid}/cgroup") as f:
+            cgroups = f.read()
+        if SYSTEMD:
+            assert f"/machine.slice/libpod-{cid}.scope" in cgroups, cgroups
+            p = subprocess.run(["systemctl", "is-active", f"libpod-{cid}.scope"], capture_output=True, text=True)
+            assert p.stdout.strip() == "active", p.stdout
+        else:
+            assert f"/libpod_parent/libpod-{cid}" in cgroups, cgroups
+    finally:
+        podman(["rm", "-f", "-t", "0", cid], check=True)
+    if SYSTEMD:
+        p = subprocess.run(["systemctl", "show", "-p", "LoadState", f"libpod-{cid}.scope"], capture_output=True,
+                           text=True)
+        assert p.stdout.strip() == "LoadState=not-found", p.stdout
 
 
 def test_exit_code(podman):
