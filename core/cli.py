@@ -194,10 +194,20 @@ def _plugin_verbs() -> list[tuple[str, str, str]]:
 
 
 def default_root() -> str:
-    """runc's rule: /run/runc for root, $XDG_RUNTIME_DIR/runc for anyone else who has one.
-    core/client.c has the same rule."""
+    """runc's rule: /run/runc for root, $XDG_RUNTIME_DIR/runc for anyone else who has one, and
+    for root of a user namespace (rootless podman) unless $USER is root. core/client.c has the
+    same rule."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(xdg, "rt") if os.geteuid() != 0 and xdg else "/run/rt"
+    if not xdg:
+        return "/run/rt"
+    if os.geteuid() != 0:
+        return os.path.join(xdg, "rt")
+    try:
+        with open("/proc/self/uid_map") as f:
+            in_userns = f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        in_userns = False
+    return os.path.join(xdg, "rt") if in_userns and os.environ.get("USER", "") != "root" else "/run/rt"
 
 
 def version_text() -> str:

@@ -243,11 +243,25 @@ static int takes_value(const char *a) {
     return 0;
 }
 
+/* $XDG_RUNTIME_DIR/rt is the default root for a user, and for root of a user namespace
+ * (rootless podman) unless $USER is root: runc's rule. */
+static int honor_xdg(void) {
+    if (geteuid() != 0) return 1;
+    char map[64] = "";
+    int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, map, sizeof map - 1);
+    if (fd >= 0) close(fd);
+    unsigned long a = 0, b = 0, c = 0;
+    if (n <= 0 || sscanf(map, "%lu %lu %lu", &a, &b, &c) != 3 || (a == 0 && b == 0 && c == 4294967295UL)) return 0;
+    const char *u = getenv("USER");
+    return !u || strcmp(u, "root") != 0;
+}
+
 int main(int argc, char **argv) {
     g_argv = argv;
     const char *root = "/run/rt", *verb = NULL, *e;
     char xdg_root[PATH_MAX];
-    if (geteuid() != 0 && (e = getenv("XDG_RUNTIME_DIR")) && *e &&  /* core/cli.py's default_root */
+    if ((e = getenv("XDG_RUNTIME_DIR")) && *e && honor_xdg() &&  /* core/cli.py's default_root */
         snprintf(xdg_root, sizeof xdg_root, "%s/rt", e) < (int)sizeof xdg_root)
         root = xdg_root;
     int i, preserve = 0;

@@ -53,12 +53,15 @@ class OciBackend(Backend):
             if req.systemd_cgroup:
                 from .systemd_cgroups import unit_of
                 unit = unit_of(linux.cgroups_path if linux else "", req.id)
-                path = _unit_path(*unit)
+                path = _unit_path(*unit, user=req.rootless)
             else:
                 path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", req.id)
         except ValueError as e:
             raise RtError(f"config.json: $.linux.cgroupsPath: {e}")
         cg = api.Cgroup(path)
+        if unit is not None and cg.layout.mode != "v2":
+            raise RtError(f"--systemd-cgroup: rt's systemd driver needs pure cgroup v2 (this host is "
+                          f"{cg.layout.mode}): on v1, systemd rewrites its units' devices cgroup")
         for d in cg.dirs().values():  # room for its files: the kernel takes paths below PATH_MAX
             if len(d.encode()) + len("/cgroup.subtree_control") >= 4096:
                 raise RtError(f"config.json: $.linux.cgroupsPath: {len(path.encode())} bytes long: too long for "
@@ -68,10 +71,12 @@ class OciBackend(Backend):
                           "is where /proc/self/mountinfo says)")
         # known before its directory may be made, yet not ours to kill until the check has passed
         req.save_extra(cgroup_pending=path)
+        if unit is not None:  # systemd makes it, and starts one unit of a name at a time
+            return self._create_in(req, cg, path, unit)
         try:
             lock = _lock_cgroup(cg)  # check and join as one step: two creates cannot both find it empty
         except PermissionError as e:
-            if not req.rootless or unit is not None:
+            if not req.rootless:
                 raise
             return self._create_rootless(req, path, e)
         try:
@@ -109,7 +114,9 @@ class OciBackend(Backend):
             for msg in self._apply(cg, req.config.get("linux", {}).get("resources")):
                 req.warn(msg)
             try:
-                for msg in cg.apply_devices(api.device_rules(req.spec)):
+                # rootless: no BPF program or devices.allow for us to set, and the user namespace
+                # keeps the container from device nodes that were not bound in (runc skips them too)
+                for msg in ([] if req.rootless else cg.apply_devices(api.device_rules(req.spec))):
                     req.warn(msg)
             except OSError as e:
                 raise RtError(f"linux.resources.devices: the kernel refused the device rules: {e.strerror}")
@@ -153,8 +160,8 @@ class OciBackend(Backend):
         except BaseException as e:
             cause = limit_error(cg, events, req.config) if isinstance(e, Exception) else None
             cause = cause or seccomp_error(req.spec, e)
-            try:
-                if cg is not None:
+            try:  # the cgroup only if it is ours: not one of a unit that systemd refused to start
+                if cg is not None and (unit is None or "systemd_unit" in req.extra):
                     cg.kill_all()
                     cg.destroy()
             except OSError as why:  # the error to report is the one that made us roll back
@@ -167,7 +174,8 @@ class OciBackend(Backend):
                 raise RtError(cause) from None
             raise
         return Created(launched.pid, {k: v for k, v in req.extra.items()
-                                      if k in ("cgroup", "host_mounts", "systemd_unit")} | {"cgroup": path})
+                                      if k in ("cgroup", "host_mounts") or k.startswith("systemd_")}
+                       | {"cgroup": path})
 
     @staticmethod
     def _launch(plan, console_socket, proc, on_spawn, extra_fds=(), **callbacks):
@@ -194,12 +202,12 @@ class OciBackend(Backend):
             cg = api.Cgroup(pending)  # a create stopped before it owned it: remove it only if empty
             if not cg.procs(everywhere=True):
                 cg.destroy()
-        if c.extra.get("cgroup") is not None:
+        if c.extra.get("cgroup") is not None and _unit_is_ours(c.extra):
             cg = self._cgroup(c)
             if cg.exists():
                 cg.kill_all(SIGKILL)
             cg.destroy()  # also a half-made one: a create killed while making it
-        _stop_unit(c.extra, None)
+            _stop_unit(c.extra, None)
         self._detach_mounts(c.record.get("rootfs"), c.extra)
         self.release(c)
 
@@ -225,7 +233,7 @@ class OciBackend(Backend):
         if c.extra.get("systemd_unit"):  # systemd first: a later reload of the unit keeps these
             from .systemd_cgroups import Systemd, SystemdError
             try:
-                with Systemd() as sd:
+                with Systemd(user=bool(c.extra.get("systemd_user"))) as sd:
                     sd.set(c.extra["systemd_unit"], resources)
             except SystemdError as e:
                 raise RtError(f"update: {e}") from None
@@ -417,9 +425,18 @@ def _exec_join(cg, init_pid: int):
     return join
 
 
-def _unit_path(slice_: str, unit: str) -> str:
+def _unit_path(slice_: str, unit: str, user: bool = False) -> str:
+    """Where systemd will put the unit: for a rootless caller, below its own systemd instance."""
     from .cgroups import unit_path
-    return unit_path(slice_, unit)
+    if not user:
+        return unit_path(slice_, unit)
+    from .systemd_cgroups import Systemd, SystemdError
+    try:
+        with Systemd(user=True) as sd:
+            base = sd.manager_cgroup()
+    except SystemdError as e:
+        raise RtError(f"create: rootless --systemd-cgroup: {e}") from None
+    return base.rstrip("/") + unit_path(slice_, unit)
 
 
 def _start_unit(req, unit: tuple[str, str], path: str, pid: int) -> None:
@@ -427,14 +444,29 @@ def _start_unit(req, unit: tuple[str, str], path: str, pid: int) -> None:
     from .systemd_cgroups import Systemd, SystemdError
     slice_, name = unit
     try:
-        with Systemd() as sd:
+        with Systemd(user=req.rootless) as sd:
             got = sd.start(name, slice_, pid, (req.config.get("linux") or {}).get("resources"),
-                           f"rt container {req.id}")
-            req.save_extra(systemd_unit=name)
+                           f"rt container {req.id}",
+                           queued=lambda: req.save_extra(systemd_unit=name, systemd_user=req.rootless))
+            req.save_extra(systemd_invocation=sd.invocation(name))
     except SystemdError as e:
         raise RtError(f"create: {e}") from None
     if got != path:
         raise RtError(f"create: systemd put {name} in cgroup {got}, not in {path}")
+
+
+def _unit_is_ours(extra: dict) -> bool:
+    """A container without a unit, or whose unit is still the run that create started: a
+    scope that systemd removed once it emptied leaves its name and cgroup path to others."""
+    name = extra.get("systemd_unit")
+    if not name:
+        return True
+    from .systemd_cgroups import Systemd, SystemdError
+    try:
+        with Systemd(user=bool(extra.get("systemd_user"))) as sd:
+            return sd.invocation(name) == extra.get("systemd_invocation")
+    except SystemdError as e:
+        raise RtError(f"delete: cannot ask systemd about unit {name}: {e}") from None
 
 
 def _stop_unit(extra: dict, warn) -> None:
@@ -444,7 +476,7 @@ def _stop_unit(extra: dict, warn) -> None:
         return
     from .systemd_cgroups import Systemd, SystemdError
     try:
-        with Systemd() as sd:
+        with Systemd(user=bool(extra.get("systemd_user"))) as sd:
             sd.stop(name)
     except SystemdError as e:
         if warn is None:

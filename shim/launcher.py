@@ -18,7 +18,7 @@ def write_id_maps(pid: int, userns: dict) -> None:
     check /etc/subuid and /etc/subgid (as runc does rootless)."""
     for name, helper, own in (("uid_map", "newuidmap", os.geteuid()), ("gid_map", "newgidmap", os.getegid())):
         lines = [line.split() for line in userns[name].splitlines() if line.strip()]
-        if os.geteuid() != 0 and lines != [[lines[0][0], str(own), "1"]]:
+        if os.geteuid() != 0 and (len(lines) != 1 or lines[0][1:] != [str(own), "1"]):
             _id_helper(pid, name, helper, lines)
             continue
         if os.geteuid() != 0 and name == "gid_map":

@@ -42,7 +42,16 @@ def rootless(g) -> bool:
     """runc's --rootless: true, false, or auto (rootless when not root)."""
     if g.rootless not in ("auto", "true", "false"):
         raise RtError(f"invalid --rootless value {g.rootless!r}: it is true, false or auto")
-    return g.rootless == "true" or (g.rootless == "auto" and os.geteuid() != 0)
+    return g.rootless == "true" or (g.rootless == "auto" and (os.geteuid() != 0 or in_user_namespace()))
+
+
+def in_user_namespace() -> bool:
+    """Not in the initial user namespace (rootless podman runs us as its namespace's root)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def do_create(g, opts, cid: str):

@@ -43,7 +43,7 @@ def run(g, opts, pos):
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": CAP_NAMES,
             "cgroup": {"v1": layout.mode != "v2", "v2": layout.unified is not None, "systemd": True,
-                       "systemdUser": False, "rdma": False},
+                       "systemdUser": True, "rdma": False},
             "seccomp": {"enabled": True, "actions": sorted(ACTIONS), "operators": sorted(OPERATORS),
                         "archs": list(SECCOMP_ARCHS), "knownFlags": sorted(FILTER_FLAGS),
                         "supportedFlags": supported_seccomp_flags()},

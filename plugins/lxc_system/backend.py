@@ -250,17 +250,19 @@ class SystemBackend(api.OciBackend):
         deadline = time.monotonic() + timeout
         ready = os.path.join(c.dir, "ready")
         notify = bool(c.extra.get("monitor"))
-        ours = {os.path.realpath(sys.executable)}
+        st = os.stat(sys.executable)
+        ours = (st.st_dev, st.st_ino)
         while time.monotonic() < deadline:
             try:
                 exe = os.readlink(f"/proc/{c.pid}/exe")
+                st = os.stat(f"/proc/{c.pid}/exe")
             except OSError:
                 raise api.RtError(f"{c.id}: the init exited before it was ready")
             if not c.alive():
                 raise api.RtError(f"{c.id}: the init exited before it was ready")
             # until the init has exec'd the container's program it is still rt's (the exec helper)
             systemd = os.path.basename(exe) == "systemd"
-            if exe in ours or "rt-exec" in os.path.basename(exe):  # the memfd: "/memfd:rt-exec (deleted)"
+            if (st.st_dev, st.st_ino) == ours or exe.startswith("/memfd:rt-exec"):  # the stub, or the helper
                 pass
             elif systemd and notify:
                 if os.path.exists(ready):

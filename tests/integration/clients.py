@@ -36,22 +36,18 @@ def rootfs_tar(rootfs: str, dest: str) -> str:
     return dest
 
 
-class Podman:
-    def __init__(self, base: str, rt: str, rootfs: str):
-        self.base, self.rt = base, rt
-        self.bin = require("podman")
-        require("conmon")
-        os.makedirs(base, exist_ok=True)
-        conf = os.path.join(base, "containers.conf")
-        with open(conf, "w") as f:
-            f.write(f"""[containers]
+def podman_config(base: str, rt: str, cgroup_manager: str) -> tuple[str, str]:
+    """containers.conf and storage.conf in `base` for a podman that runs `rt`; their paths."""
+    conf = os.path.join(base, "containers.conf")
+    with open(conf, "w") as f:
+        f.write(f"""[containers]
 # this host has no CAP_SYS_RESOURCE: keep rlimits below the current hard limits
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 netns = "none"
 log_driver = "k8s-file"
 
 [engine]
-cgroup_manager = "{'systemd' if SYSTEMD else 'cgroupfs'}"
+cgroup_manager = "{cgroup_manager}"
 events_logger = "file"
 runtime = "rt"
 runtime_supports_json = ["rt"]
@@ -59,9 +55,19 @@ tmp_dir = "{base}/tmp"
 [engine.runtimes]
 rt = ["{rt}"]
 """)
-        storage = os.path.join(base, "storage.conf")
-        with open(storage, "w") as f:
-            f.write(f'[storage]\ndriver = "vfs"\nrunroot = "{base}/run"\ngraphroot = "{base}/storage"\n')
+    storage = os.path.join(base, "storage.conf")
+    with open(storage, "w") as f:
+        f.write(f'[storage]\ndriver = "vfs"\nrunroot = "{base}/run"\ngraphroot = "{base}/storage"\n')
+    return conf, storage
+
+
+class Podman:
+    def __init__(self, base: str, rt: str, rootfs: str):
+        self.base, self.rt = base, rt
+        self.bin = require("podman")
+        require("conmon")
+        os.makedirs(base, exist_ok=True)
+        conf, storage = podman_config(base, rt, "systemd" if SYSTEMD else "cgroupfs")
         self.env = dict(os.environ, CONTAINERS_CONF=conf, CONTAINERS_STORAGE_CONF=storage)
         self(["import", rootfs_tar(rootfs, os.path.join(base, "busybox.tar")), "localhost/busybox:rt"], check=True)
 

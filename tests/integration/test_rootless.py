@@ -40,10 +40,15 @@ class User:
         self.home, self.run_dir = home, os.path.join(home, "run")
         self.rt = os.path.realpath(runtime_path())
 
-    def __call__(self, *args, cwd=None, root=True, check=False, timeout=60):
+    def __call__(self, *args, cwd=None, root=True, check=False, timeout=60, env=()):
+        return self.run([self.rt, *((["--root", os.path.join(self.home, "state")]) if root else []), *args],
+                        cwd=cwd, check=check, timeout=timeout, env=env)
+
+    def run(self, argv, cwd=None, check=False, timeout=60, env=()):
+        """argv as the user, in a clean environment (env: more NAME=VALUE settings)."""
         cmd = ["setpriv", f"--reuid={USER.pw_uid}", f"--regid={USER.pw_gid}", "--init-groups", "env", "-i",
-               "PATH=/usr/sbin:/usr/bin:/sbin:/bin", f"HOME={self.home}", f"XDG_RUNTIME_DIR={self.run_dir}",
-               self.rt, *((["--root", os.path.join(self.home, "state")]) if root else []), *args]
+               "PATH=/usr/sbin:/usr/bin:/sbin:/bin", f"HOME={self.home}", f"XDG_RUNTIME_DIR={self.run_dir}", *env,
+               *argv]
         # files, not pipes: a detached container keeps the stdio it inherits
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             p = subprocess.run(cmd, cwd=cwd or self.home, stdout=out, stderr=err, text=True, timeout=timeout,
@@ -52,7 +57,7 @@ class User:
             err.seek(0)
             p.stdout, p.stderr = out.read(), err.read()
         if check and p.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+            raise AssertionError(f"{' '.join(argv)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
         return p
 
 
@@ -126,9 +131,6 @@ def test_rootless_lifecycle_exec_and_default_root(user, busybox_rootfs):
 
 
 def test_rootless_limits_without_a_delegated_cgroup_fail_cleanly(user, busybox_rootfs):
-    if os.path.isdir("/run/systemd/system") and os.path.exists(f"/run/user/{USER.pw_uid}/bus"):
-        pytest.skip("this user has a systemd instance that delegates a cgroup (test_systemd_v2 covers it)")
-
     def limits(cfg):
         cfg["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
     bundle = rootless_bundle(user, busybox_rootfs, ["true"], edit=limits)
@@ -162,3 +164,93 @@ def test_more_ids_than_ones_own_go_through_newuidmap(user, busybox_rootfs):
     else:
         assert p.returncode != 0
         assert "newuidmap" in p.stderr and "/etc/subuid" in p.stderr, p.stderr
+
+
+def test_rootless_systemd_driver_uses_the_user_s_delegated_cgroup(user, busybox_rootfs):
+    """--systemd-cgroup for a plain user: a scope of the user's own systemd, whose delegated
+    cgroup holds the limits (podman rootless runs so by default)."""
+    bus = f"/run/user/{USER.pw_uid}/bus"
+    if not (os.path.isdir("/run/systemd/system") and os.path.exists(bus)):
+        pytest.skip(f"needs a systemd user instance for {USER.pw_name} (scripts/test-in-vm's guest has one)")
+    cid = "rls-" + uuid.uuid4().hex[:6]
+
+    def limits(cfg):
+        cfg["linux"]["cgroupsPath"] = f"user.slice:rt-test:{cid}"
+        cfg["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 30}}
+    bundle = rootless_bundle(user, busybox_rootfs, ["sleep", "1000"], edit=limits)
+    env = [f"DBUS_SESSION_BUS_ADDRESS=unix:path={bus}"]
+    user("--systemd-cgroup", "create", "--bundle", bundle, cid, env=env, check=True)
+    try:
+        pid = json.loads(user("state", cid, check=True).stdout)["pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            path = f.read().strip().removeprefix("0::")
+        want = f"/user.slice/user-{USER.pw_uid}.slice/user@{USER.pw_uid}.service/user.slice/rt-test-{cid}.scope"
+        assert path == want, path
+        with open(f"/sys/fs/cgroup{path}/memory.max") as f:
+            assert f.read().strip() == str(64 << 20)
+        with open(f"/sys/fs/cgroup{path}/pids.max") as f:
+            assert f.read().strip() == "30"
+        user("update", "--memory", "128M", cid, env=env, check=True)
+        with open(f"/sys/fs/cgroup{path}/memory.max") as f:
+            assert f.read().strip() == str(128 << 20)
+    finally:
+        user("delete", "-f", cid, env=env)
+    assert not os.path.exists(f"/sys/fs/cgroup{path}")
+
+
+def test_rootless_podman_runs_rt(user, busybox_rootfs):
+    """podman as a plain user with rt as its runtime: podman's user namespace comes from
+    /etc/subuid (newuidmap), and rt runs as that namespace's root, rootless by detection, in
+    the user's systemd scope where there is one."""
+    podman = shutil.which("podman")
+    ranges = os.path.exists("/etc/subuid") and any(line.startswith(USER.pw_name + ":") for line in open("/etc/subuid"))
+    if not (podman and ranges and shutil.which("newuidmap")):
+        why = f"needs podman, newuidmap and /etc/subuid ranges for {USER.pw_name} (the guest's rt user has them)"
+        if os.environ.get("RT_IN_VM"):
+            pytest.fail(why)
+        pytest.skip(why)
+    run_user = f"/run/user/{USER.pw_uid}"
+    sd_user = os.path.isdir("/run/systemd/system") and os.path.exists(f"{run_user}/bus")
+    xdg = run_user if sd_user else user.run_dir
+    before = set(os.listdir(xdg))
+    home = user.home
+    from clients import podman_config
+    podman_config(home, user.rt, "systemd" if sd_user else "cgroupfs")
+    from clients import rootfs_tar
+    rootfs_tar(busybox_rootfs, f"{home}/busybox.tar")
+    for name in ("containers.conf", "storage.conf", "busybox.tar"):
+        os.chown(f"{home}/{name}", USER.pw_uid, USER.pw_gid)
+    env = [f"CONTAINERS_CONF={home}/containers.conf", f"CONTAINERS_STORAGE_CONF={home}/storage.conf",
+           f"XDG_RUNTIME_DIR={xdg}", *([f"DBUS_SESSION_BUS_ADDRESS=unix:path={run_user}/bus"] if sd_user else [])]
+
+    def pm(*args, check=False):
+        return user.run([podman, "--runtime", "rt", *args], env=env, check=check, timeout=120)
+    try:
+        pm("import", f"{home}/busybox.tar", "localhost/busybox:rt", check=True)
+        p = pm("run", "--rm", "localhost/busybox:rt", "sh", "-c", "id -u; cat /proc/self/uid_map; cat /proc/self/cgroup")
+        assert p.returncode == 0, p.stderr
+        out = p.stdout.splitlines()
+        assert out[0] == "0", out
+        # podman's user namespace: root is the user, the rest comes from its /etc/subuid range
+        assert out[1].split() == ["0", str(USER.pw_uid), "1"] and out[2].split()[0] == "1", out
+        assert pm("run", "--rm", "localhost/busybox:rt", "sh", "-c", "exit 7").returncode == 7
+        cid = pm("run", "-d", "localhost/busybox:rt", "sleep", "1000", check=True).stdout.strip()
+        p = pm("exec", cid, "sh", "-c", "echo in; cat /proc/1/cmdline")
+        assert p.returncode == 0 and p.stdout.startswith("in\nsleep"), p.stderr
+        if sd_user:
+            pid = pm("inspect", "-f", "{{.State.Pid}}", cid, check=True).stdout.strip()
+            with open(f"/proc/{pid}/cgroup") as f:
+                assert f"user@{USER.pw_uid}.service/user.slice/libpod-{cid}.scope" in f.read()
+        pm("rm", "-f", "-t", "0", cid, check=True)
+    finally:
+        pm("rm", "-af", "-t", "0")
+        pm("system", "reset", "-f")
+        for pidfile in (f"{home}/tmp/pause.pid", f"{xdg}/libpod/tmp/pause.pid"):
+            try:  # podman's pause process, which holds its user namespace
+                os.kill(int(open(pidfile).read()), 9)
+            except (OSError, ValueError):
+                pass
+        for name in set(os.listdir(xdg)) - before:
+            path = os.path.join(xdg, name)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+

@@ -156,7 +156,8 @@ def sd_bundle(make_bundle, cid, args=("sleep", "1000"), cgroups_path=None):
         cfg["process"]["args"] = list(args)
         cfg["linux"]["cgroupsPath"] = cgroups_path or f"system.slice:rt-test:{cid}"
         cfg["linux"]["resources"] = {"memory": {"limit": 64 * MiB}, "pids": {"limit": 40},
-                                     "cpu": {"quota": 50000, "period": 100000}}
+                                     "cpu": {"quota": 50000, "period": 100000},
+                                     "unified": {"memory.high": str(48 * MiB)}}
     return make_bundle(edit=edit)
 
 
@@ -167,9 +168,11 @@ def test_systemd_driver_runs_the_container_in_a_transient_scope(runtime, make_bu
             stdout=subprocess.DEVNULL)
     pid = runtime.state(cid)["pid"]
     assert cgroup_of(pid) == path
-    props = unit_show(unit, "ActiveState", "ControlGroup", "Delegate", "MemoryMax", "TasksMax", "CPUQuotaPerSecUSec")
+    props = unit_show(unit, "ActiveState", "ControlGroup", "Delegate", "MemoryMax", "MemoryHigh", "TasksMax",
+                      "CPUQuotaPerSecUSec")
     assert props == {"ActiveState": "active", "ControlGroup": path, "Delegate": "yes", "MemoryMax": str(64 * MiB),
-                     "TasksMax": "40", "CPUQuotaPerSecUSec": "500ms"}, props
+                     "MemoryHigh": str(48 * MiB), "TasksMax": "40", "CPUQuotaPerSecUSec": "500ms"}, props
+    assert read(f"/sys/fs/cgroup{path}/memory.high") == str(48 * MiB)
     assert read(f"/sys/fs/cgroup{path}/memory.max") == str(64 * MiB)
     assert read(f"/sys/fs/cgroup{path}/cpu.max") == "50000 100000"
     runtime("start", cid, check=True)
@@ -192,6 +195,32 @@ def test_systemd_driver_failed_create_leaves_no_unit(runtime, make_bundle, no_le
     assert unit_show(f"rt-test-{cid}.scope", "LoadState")["LoadState"] == "not-found"
     assert not os.path.exists(f"/sys/fs/cgroup/system.slice/rt-test-{cid}.scope")
     assert runtime("state", cid).returncode != 0
+
+
+def test_systemd_driver_delete_leaves_a_later_unit_of_the_same_name_alone(runtime, make_bundle, no_leaks):
+    """The init exits, systemd removes its empty scope, and someone else starts a unit of that
+    name: delete must not kill in that cgroup or stop that unit."""
+    cid = "sdr-" + uuid.uuid4().hex[:6]
+    unit = f"rt-test-{cid}.scope"
+    runtime("--systemd-cgroup", "create", "--bundle", sd_bundle(make_bundle, cid, args=["true"]), cid, check=True,
+            stdout=subprocess.DEVNULL)
+    runtime("start", cid, check=True)
+    deadline = time.monotonic() + 20
+    while unit_show(unit, "LoadState")["LoadState"] != "not-found" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert unit_show(unit, "LoadState")["LoadState"] == "not-found"
+    other = subprocess.Popen(["systemd-run", "--quiet", "--scope", f"--unit={unit}", "sleep", "100"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while unit_show(unit, "ActiveState")["ActiveState"] != "active" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        runtime("delete", "-f", cid, check=True)
+        assert other.poll() is None, "delete killed another unit's process"
+        assert unit_show(unit, "ActiveState")["ActiveState"] == "active"
+    finally:
+        other.kill()
+        other.wait()
+        subprocess.run(["systemctl", "stop", unit], capture_output=True)
 
 
 def test_systemd_driver_wants_slice_prefix_name(runtime, make_bundle, no_leaks):

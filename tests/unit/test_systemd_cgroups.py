@@ -11,14 +11,14 @@ from rt.core.systemd_cgroups import INFINITY, _bitmask, properties, unit_of
     (":libpod:abc", ("system.slice", "libpod-abc.scope")),
     ("machine.slice::abc", ("machine.slice", "abc.scope")),
     ("kubepods-burstable.slice:cri-containerd:abc", ("kubepods-burstable.slice", "cri-containerd-abc.scope")),
-    ("machine.slice:x:pod-1.slice", ("machine.slice", "pod-1.slice")),
     ("", ("system.slice", "rt-CID.scope")),
 ])
 def test_unit_of(path, want):
     assert unit_of(path, "CID") == want
 
 
-@pytest.mark.parametrize("path", ["/a/b", "a:b", "a:b:c:d", "system.slice:x:", "system.slice:x:../y", "foo:x:y"])
+@pytest.mark.parametrize("path", ["/a/b", "a:b", "a:b:c:d", "system.slice:x:", "system.slice:x:../y", "foo:x:y",
+                                  "machine.slice:x:pod-1.slice"])
 def test_unit_of_rejects(path):
     with pytest.raises(ValueError):
         unit_of(path, "CID")
@@ -35,6 +35,13 @@ def test_bitmask():
     assert _bitmask("0") == b"\x01"
     assert _bitmask("0-3,9") == bytes([0x0f, 0x02])
     assert _bitmask("8") == bytes([0x00, 0x01])
+    assert _bitmask("0-8191") == b"\xff" * 1024
+
+
+@pytest.mark.parametrize("cpus", ["0-99999999", "99999999999", "3-1", "8192"])
+def test_bitmask_refuses_what_no_kernel_has(cpus):
+    with pytest.raises(ValueError):
+        _bitmask(cpus)
 
 
 def test_properties_map_resources_as_runc_does():
@@ -52,3 +59,15 @@ def test_properties_map_resources_as_runc_does():
     assert props["IOWeight"] == ("t", 1)
     assert properties(None) == []
     assert dict(properties({"memory": {"limit": -1}}))["MemoryMax"] == ("t", INFINITY)
+
+
+def test_unified_keys_become_properties_and_tasks_default_to_infinity_at_start():
+    props = dict(properties({"unified": {"memory.high": "1048576", "memory.max": "max", "cpu.max": "20000 50000",
+                                         "pids.max": "7", "cpu.idle": "1"}}, start=True))
+    assert props["MemoryHigh"] == ("t", 1 << 20)
+    assert props["MemoryMax"] == ("t", INFINITY)
+    assert props["CPUQuotaPerSecUSec"] == ("t", 400000) and props["CPUQuotaPeriodUSec"] == ("t", 50000)
+    assert props["TasksMax"] == ("t", 7)
+    assert dict(properties({}, start=True))["TasksMax"] == ("t", INFINITY)  # not systemd's DefaultTasksMax
+    assert "TasksMax" not in dict(properties({"memory": {"limit": 1 << 30}}))  # an update leaves it
+
