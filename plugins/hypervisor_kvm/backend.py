@@ -216,6 +216,9 @@ class VmBackend(api.Backend):
         """The cgroup, network, plan and shim, then prestart and createRuntime hooks on the
         host once the VM exists. On any failure nothing is left. Returns (cgroup, pid)."""
         spec = req.spec
+        if getattr(req, "systemd_cgroup", False):  # an older rt's request has no such field
+            raise api.RtError("hypervisor_kvm: --systemd-cgroup is not supported yet (rt makes the VM's cgroup "
+                              "itself; use the cgroupfs manager for VMs)")
         path = api.normalize_cgroup_path(spec.linux.cgroups_path if spec.linux else "", req.id)
         req.save_extra(cgroup=path)
         cg = api.Cgroup(path)

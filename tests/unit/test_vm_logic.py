@@ -205,3 +205,16 @@ def test_the_shims_child_reports_exec_failure_and_waits_with_a_timeout(tmp_path)
     c.kill()
     assert c.wait() == -9
     c.kill()  # reaped: nothing to signal, no error
+
+
+def test_systemd_cgroup_driver_is_refused_for_vms(tmp_path):
+    """rt makes a VM's cgroup itself: --systemd-cgroup fails before anything is made."""
+    from rt.core.backend import CreateRequest
+    spec = load_config(json.dumps({"ociVersion": "1.2.0", "root": {"path": "rootfs"},
+                                   "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+                                   "linux": {}}).encode())
+    req = CreateRequest(id="vm1", bundle=str(tmp_path), spec=spec, config={}, state_dir=str(tmp_path / "s"),
+                        fifo=None, systemd_cgroup=True)
+    with pytest.raises(RtError, match="--systemd-cgroup is not supported"):
+        backend.VmBackend()._launch(req, {}, "vmshim")
+    assert req.extra == {}
