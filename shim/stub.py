@@ -542,7 +542,8 @@ def setup_terminal(console_fd, size, console_bind=False):
     finally:
         sock.close()
         os.close(master)
-    os.setsid()
+    if os.getsid(0) != os.getpid():
+        os.setsid()
     fcntl.ioctl(slave, TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
@@ -720,6 +721,9 @@ def caller_ns_mounts(plan):
 
 def container_init(plan, wfd, rfd, fifo, listener):
     global HOST_PID
+    # every container process leads a session of its own, as runc's: none reaches back to the
+    # caller's session or terminal, and CRIU can dump an init whose session is in its pid namespace
+    os.setsid()
     p = plan["process"]
     rootfs = plan["rootfs"]
     mnt = plan["unshare_mount"]

@@ -82,27 +82,37 @@ def run(g, opts, pos):
         fe.hand_over(pid, cleanup)
         return 0
 
+    if master is not None:
+        from ..relay import relay
+        code = relay(master, pid)
+    else:
+        code = forward_and_wait(pid)
+    if not opts.keep:
+        delete_after(g, cid)
+    return code
+
+
+def forward_and_wait(pid: int) -> int:
+    """Forward our signals to `pid` (our child) until it exits; its exit code."""
     def forward(sig, _frame):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-    if master is not None:
-        from ..relay import relay
-        code = relay(master, pid)
-    else:
-        for s in signal.valid_signals():
-            if s not in _NOT_FORWARDED:
-                try:
-                    signal.signal(s, forward)
-                except (OSError, ValueError):
-                    pass
-        code = wait_exit(pid)
-    if not opts.keep:
-        from .delete import destroy
-        try:
-            with store(g).open(cid, lock=True) as c:
-                destroy(c, force=True)
-        except NotFound:
-            pass
-    return code
+    for s in signal.valid_signals():
+        if s not in _NOT_FORWARDED:
+            try:
+                signal.signal(s, forward)
+            except (OSError, ValueError):
+                pass
+    return wait_exit(pid)
+
+
+def delete_after(g, cid: str) -> None:
+    """A foreground container is deleted once it has exited (a gone one is fine)."""
+    from .delete import destroy
+    try:
+        with store(g).open(cid, lock=True) as c:
+            destroy(c, force=True)
+    except NotFound:
+        pass

@@ -68,6 +68,20 @@ def test_run_subreaper_adopts_the_container_s_orphans(runtime, make_bundle, no_l
     assert (got["orphan"] == got["init"]) == (not flag), got
 
 
+def test_container_processes_lead_their_own_session(runtime, make_bundle, no_leaks):
+    """runc's init and exec'd processes call setsid(): the session is theirs, in their pid
+    namespace (the caller's terminal session is out of reach, and CRIU can dump the init)."""
+    sid = "cut -d' ' -f6 /proc/$$/stat"
+    p = runtime("run", "--bundle", make_bundle(["sh", "-c", f"echo $$ $({sid})"]), "sess")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1", "1"], p.stdout
+    runtime.create("sess2", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "sess2", check=True)
+    p = runtime("exec", "sess2", "sh", "-c", f"echo $$ $({sid})")
+    assert p.returncode == 0 and len(set(p.stdout.split())) == 1, p.stdout  # its own session, led by itself
+    runtime("delete", "-f", "sess2", check=True)
+
+
 def test_run_detached(runtime, make_bundle, no_leaks):
     b = make_bundle(["sleep", "100"])
     p = runtime("run", "-d", "--bundle", b, "c3", stdout=subprocess.DEVNULL)
