@@ -125,34 +125,46 @@ def _config_binds(config: dict, bundle: str) -> dict[str, str]:
 
 
 def external_mounts(pid: int, config: dict, bundle: str) -> dict[str, str]:
-    """The container's mounts that criu cannot find inside it (binds of host paths), as
-    {mount point: host path}: the spec's binds, and any mount whose source no other mount
-    of the container holds (the cgroup bind of a container without a cgroup namespace)."""
+    """The container's mounts that criu cannot find inside it, as {mount point: host path}:
+    the spec's binds (their sources from the spec, as runc) and rt's cgroup binds of a
+    container without a cgroup namespace. Any other mount from outside (one the container
+    made with a host path it kept) is refused: its path could be swapped before a restore."""
     inside = _mountinfo(f"/proc/{pid}/mountinfo")
     host = _mountinfo("/proc/self/mountinfo")
+    binds = _config_binds(config, bundle)
+    cgroup_at = [os.path.normpath(m["destination"]) for m in config.get("mounts") or []
+                 if m.get("type") in ("cgroup", "cgroup2")]
     out = {}
     for m in inside:
-        if m["at"] == "/":
+        if m["at"] == "/" or m["at"] in binds:
             continue
         if any(n is not m and n["dev"] == m["dev"] and _under(m["root"], n["root"])
                and not (n["root"] == m["root"] and n["id"] > m["id"]) for n in inside) or m["root"] == "/":
-            continue
+            continue  # criu finds its source inside the container
+        if not (m["fstype"] in ("cgroup", "cgroup2") and any(_under(m["at"], at) for at in cgroup_at)):
+            raise RtError(f"checkpoint: the container's mount {m['at']!r} ({m['fstype']}) comes from outside it "
+                          "and not from the spec: rt checkpoints only the spec's mounts")
         for h in host:
             if h["dev"] == m["dev"] and _under(m["root"], h["root"]):
                 rest = m["root"][len(h["root"].rstrip("/")):]
                 out[m["at"]] = os.path.normpath(h["at"] + "/" + rest.lstrip("/"))
                 break
         else:
-            out[m["at"]] = None
-    out.update(_config_binds(config, bundle))
+            raise RtError(f"checkpoint: the host path of the container's cgroup mount {m['at']!r} is unknown")
+    out.update(binds)
+    for at in out:
+        if any(ch in at for ch in "[]:\n\t") or not at.startswith("/"):
+            raise RtError(f"checkpoint: mount point {at!r}: criu's --external cannot name it")
     return out
 
 
 # --- stdio ----------------------------------------------------------------------
-def stdio_of(pid: int, inside: set[int]) -> tuple[list[str], dict[int, str]]:
+def stdio_of(pid: int, inside: set[int], idents: dict) -> tuple[list[str], dict[int, str]]:
     """runc's descriptors.json (the targets of fds 0-2) and {fd: criu key} of those that come
-    from outside the container: pipes keep criu's own key, files get file[MNT:INODE]."""
+    from outside the container: pipes keep criu's own key, files get file[MNT:INODE] (and
+    their device and inode in `idents`, which restore checks before it hands one back)."""
     links, keys = [], {}
+    idents.clear()
     for fd in range(3):
         try:
             link = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -169,7 +181,9 @@ def stdio_of(pid: int, inside: set[int]) -> tuple[list[str], dict[int, str]]:
                     if line.startswith("mnt_id:"):
                         mnt = int(line.split()[1])
             if mnt is not None and mnt not in inside:
-                keys[fd] = f"file[{mnt:x}:{os.stat(f'/proc/{pid}/fd/{fd}').st_ino:x}]"
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+                keys[fd] = f"file[{mnt:x}:{st.st_ino:x}]"
+                idents[fd] = [st.st_dev, st.st_ino]
     return links, keys
 
 
@@ -211,7 +225,8 @@ def dump(c, opts, criu: str, config: dict) -> None:
         for at in sorted(mounts):
             cmd += ["--external", f"mnt[{at}]:{at}"]
         inside = {m["id"] for m in _mountinfo(f"/proc/{pid}/mountinfo")}
-        links, keys = stdio_of(pid, inside)
+        idents: dict[int, list[int]] = {}
+        links, keys = stdio_of(pid, inside, idents)
         for fd, key in keys.items():
             if key.startswith("file["):
                 cmd += ["--external", key]
@@ -219,7 +234,7 @@ def dump(c, opts, criu: str, config: dict) -> None:
             if ns.get("type") == "network" and ns.get("path"):
                 cmd += ["--external", f"net[{os.stat(ns['path']).st_ino}]:{EXT_NETNS}"]
         _write_json(os.path.join(image, "descriptors.json"), links)
-        _write_json(os.path.join(image, "rt-criu.json"), {"mounts": mounts, "stdio": keys})
+        _write_json(os.path.join(image, "rt-criu.json"), {"mounts": mounts, "stdio": keys, "stdio_ids": idents})
     _run(cmd, os.path.join(work, CHECKPOINT_LOG), f"checkpoint {c.id}")
 
 
@@ -271,23 +286,24 @@ def restore_cmd(criu: str, opts, image: str, work: str, root: str, cgroup_path: 
         if src is None:
             raise RtError(f"restore: mount {at} came from outside the container and its host path is unknown")
         cmd += ["--external", f"mnt[{at}]:{src}"]
-    fds = []
+    # stdio: a file is reopened from descriptors.json's path only if it is still the very file
+    # the container had (device and inode): the path is the container's to choose. Otherwise,
+    # and for pipes, the caller's own fd takes its place, as runc's pipes do.
     try:
         with open(os.path.join(image, "descriptors.json")) as f:
             links = json.load(f)
     except (OSError, ValueError):
         links = []
+    idents = saved.get("stdio_ids") or {}
+    fds = []
     seen = set()
     for fd, key in (saved.get("stdio") or {}).items():
         if key in seen:
             continue
         seen.add(key)
         fd = int(fd)
-        path = links[fd] if fd < len(links) else ""
-        if key.startswith("file[") and os.path.isabs(path) and os.path.exists(path):
-            # criu reopens it and wants the same file (mode, size): the one it was
-            fd = os.open(path, os.O_PATH)
-        # else (a pipe, a file gone): the caller's stdio takes its place, as runc's pipes
+        if key.startswith("file[") and str(fd) in idents and fd < len(links):
+            fd = _same_file(links[fd], idents[str(fd)], fd)
         cmd += ["--inherit-fd", f"fd[{fd}]:{key}"]
         fds.append(fd)
     for ns in (config.get("linux") or {}).get("namespaces") or []:
@@ -298,27 +314,57 @@ def restore_cmd(criu: str, opts, image: str, work: str, root: str, cgroup_path: 
     return cmd, fds
 
 
+def _same_file(path, ident, fallback: int) -> int:
+    """An O_PATH fd of `path` if it is the file `ident` ([dev, ino]) names, a regular file or a
+    device; else `fallback`. Checked on the opened fd: a swapped path cannot pass."""
+    import stat
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return fallback
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return fallback
+    st = os.fstat(fd)
+    if [st.st_dev, st.st_ino] == list(ident) and (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        return fd
+    os.close(fd)
+    return fallback
+
+
 def prepare_mountpoints(config: dict, root: str) -> None:
     """Mount points of the spec's mounts that are not on a tmpfs must exist in the rootfs
-    (criu does not make them); as runc and crun, even on a read-only rootfs."""
+    (criu does not make them); as runc and crun, even on a read-only rootfs. Made by a child
+    chrooted into the rootfs: its symlinks resolve inside it, never to host paths."""
     mounts = config.get("mounts") or []
     tmpfs = [os.path.normpath(m["destination"]) for m in mounts if m.get("type") == "tmpfs"]
+    todo = []
     for m in mounts:
         dest = os.path.normpath(m["destination"])
         if m.get("type") in ("cgroup", "cgroup2") or any(dest != t and _under(dest, t) for t in tmpfs):
             continue
-        path = os.path.join(root, dest.lstrip("/"))
-        if os.path.lexists(path):
-            continue
         src = m.get("source") or ""
+        todo.append((dest, os.path.isabs(src) and os.path.exists(src) and not os.path.isdir(src)))
+    if not todo:
+        return
+    pid = os.fork()
+    if pid == 0:
         try:
-            if os.path.isabs(src) and os.path.exists(src) and not os.path.isdir(src):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                open(path, "a").close()
-            else:
-                os.makedirs(path, exist_ok=True)
-        except OSError:
-            pass  # criu says what is missing
+            os.chroot(root)
+            os.chdir("/")
+            for dest, is_file in todo:
+                try:
+                    if os.path.lexists(dest):
+                        continue
+                    if is_file:
+                        os.makedirs(os.path.dirname(dest), exist_ok=True)
+                        os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY, 0o644))
+                    else:
+                        os.makedirs(dest, exist_ok=True)
+                except OSError:
+                    pass  # criu says what is missing
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def run_restore(cmd: list[str], fds: list[int], work: str, cid: str, join_dirs: list[str]) -> None:

@@ -23,6 +23,18 @@ def _bind(src: str, dst: str) -> None:
         raise RtError(f"restore: bind {src} on {dst}: {os.strerror(e)}")
 
 
+def _private_mounts() -> None:
+    """This process into a mount namespace of its own, whose mounts do not reach the host's
+    (criu is our child and the restored init a sibling: both start from it). Slave, not
+    private: criu copies the host's sharing onto the container's binds."""
+    import ctypes
+    libc = _libc()
+    if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+        raise RtError(f"restore: unshare(CLONE_NEWNS): {os.strerror(ctypes.get_errno())}")
+    if libc.mount(b"none", b"/", None, _MS_REC | (1 << 19), None) != 0:  # MS_SLAVE
+        raise RtError(f"restore: make / a slave of the host's mounts: {os.strerror(ctypes.get_errno())}")
+
+
 class _Req:
     """What ocibackend's _start_unit needs of a create request."""
 
@@ -51,6 +63,9 @@ def _make_cgroup(cid, spec, config, extra, systemd: bool, made: list):
     except ValueError as e:
         raise RtError(f"config.json: $.linux.cgroupsPath: {e}")
     cg = api.Cgroup(path)
+    if systemd and cg.layout.mode != "v2":  # as create
+        raise RtError(f"--systemd-cgroup: rt's systemd driver needs pure cgroup v2 (this host is "
+                      f"{cg.layout.mode}): on v1, systemd rewrites its units' devices cgroup")
     lock = _lock_cgroup(cg)
     try:
         busy = cg.procs(everywhere=True)
@@ -135,6 +150,7 @@ def run(g, opts, pos):
         c.save()
         root = os.path.join(c.dir, "criu-root")  # criu wants the root to be a mount point
         os.mkdir(root, 0o755)
+        _private_mounts()  # the bind is ours alone, and goes with us however we end
         _bind(rootfs, root)
         criu.prepare_mountpoints(config, root)
         pidfile = os.path.join(c.dir, "criu.pid")
@@ -153,7 +169,9 @@ def run(g, opts, pos):
     except BaseException as e:
         _ignore_signals()
         _leave(cg, home)
-        if cg is not None:
+        if cg is not None and os.getpid() in cg.procs():  # never kill ourselves: leave it to systemd
+            log.warning(f"restore {cid}: still in cgroup {cg.path}; its processes are left to its unit")
+        elif cg is not None:
             try:
                 cg.kill_all()
                 cg.destroy()

@@ -293,3 +293,22 @@ def test_no_volume_inside_proc(runtime, tmp_path, no_leaks):
     cfg["mounts"].append({"destination": "/x/attr", "type": "bind", "source": str(fake), "options": ["rbind"]})
     p = runtime("run", "--bundle", write_bundle(tmp_path / "b", cfg), "inproc")
     assert p.returncode != 0 and "cannot be mounted because it is inside /proc" in p.stderr, p.stderr
+
+
+def test_restore_mount_points_stay_inside_the_rootfs(tmp_path):
+    """restore makes the spec's missing mount points in the rootfs (CRIU does not): a symlink
+    in the image must not send them to host paths (CVE-2021-30465's class)."""
+    from rt.core import criu
+    rootfs, outside = tmp_path / "rootfs", tmp_path / "host"
+    rootfs.mkdir()
+    outside.mkdir()
+    (rootfs / "abs").symlink_to(str(outside))              # absolute: the rootfs's own /tmp/.../host
+    (rootfs / "up").symlink_to("../../../../../../../" + str(outside).lstrip("/"))
+    src = tmp_path / "hosts"
+    src.write_text("x")
+    config = {"mounts": [{"destination": "/abs/file", "type": "bind", "source": str(src), "options": ["bind"]},
+                         {"destination": "/up/dir", "type": "bind", "source": str(tmp_path), "options": ["bind"]},
+                         {"destination": "/etc/plain", "type": "bind", "source": str(src), "options": ["bind"]}]}
+    criu.prepare_mountpoints(config, str(rootfs))
+    assert os.listdir(outside) == []  # nothing made on the host
+    assert (rootfs / "etc" / "plain").is_file()  # an ordinary one is made, in the rootfs

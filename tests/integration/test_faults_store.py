@@ -599,3 +599,23 @@ def test_signal_during_create_rolls_back(runtime, make_bundle, tmp_path, no_leak
         gate.release()
     assert f"create {cid}: interrupted by {signal.Signals(sig).name}" in err.read_text()
     assert_gone(runtime, cid, path)
+
+
+def test_remove_detaches_a_mount_left_in_the_entry(tmp_path):
+    """A mount left in a state entry (a restore that died with its criu-root bound) is detached,
+    never walked into: what it shows survives."""
+    from rt.core.store import Store
+    precious = tmp_path / "rootfs"
+    precious.mkdir()
+    (precious / "keep").write_text("x")
+    st = Store(str(tmp_path / "state"))
+    c = st.create("m1", {"bundle": "", "pid": 0, "extra": {}})
+    target = os.path.join(c.dir, "criu-root")
+    os.mkdir(target)
+    subprocess.run(["mount", "--bind", str(precious), target], check=True)
+    try:
+        c.remove()
+    finally:  # (os.path.ismount misses a bind from the same filesystem)
+        subprocess.run(["umount", "-l", target], stderr=subprocess.DEVNULL)
+    assert (precious / "keep").read_text() == "x"
+    assert not os.path.exists(c.dir)
