@@ -39,6 +39,9 @@ class Registry:
         self.backends[name] = BackendInfo(name, target, version, summary, self._current)
 
     def add_verb(self, name: str, target: str, *, help: str = "") -> None:
+        from .cli import VERBS
+        if name in VERBS:  # it would never run: the built-in one wins
+            raise RtError(f"plugin {self._current}: verb {name!r} is one of rt's own")
         if name in self.verbs:
             raise RtError(f"plugin {self._current}: verb {name!r} is already registered")
         self.verbs[name] = VerbInfo(name, target, help, self._current)
@@ -191,25 +194,47 @@ class Manager:
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry()
         self.dists: dict[str, str] = {}
+        self.broken: dict[str, str] = {}  # plugin name -> why it is disabled
+
+    def _break(self, name: str, why: str) -> None:
+        """A plugin that fails to load or register is disabled and named (in the log, in
+        `rt features` and on its stderr); the others go on: on a node, one bad plugin must not
+        stop every container."""
+        from . import log
+        why = why.removeprefix(f"plugin {name}: ")
+        self.broken[name] = why
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        log.warning(f"plugin {name} is disabled: {why}")
 
     def load(self) -> "Manager":
+        builtin = set()
         for ep in _entry_points():
             try:
                 plugin = ep.load()
+                own(ep.value.partition(":")[0], ep.name)
+                self.pm.register(plugin, name=ep.name)
+                self.pm.check_pending()  # a hook name rt does not know: a misspelling
             except Exception as e:
-                raise RtError(f"plugin {ep.name}: cannot load {ep.value}: {e}")
-            own(ep.value.partition(":")[0], ep.name)
-            self.pm.register(plugin, name=ep.name)
+                self._break(ep.name, f"cannot load {ep.value}: {describe(e)}")
+                continue
             self.dists[ep.name] = ep.version or "?"
+            if ep.value.startswith("rt.plugins."):
+                builtin.add(ep.name)
         self.pm.check_pending()
-        for impl in self.pm.hook.rt_register.get_hookimpls():
-            self.registry._current = impl.plugin_name
+        # rt's own register first: a third party that takes one of their names is the one disabled
+        for impl in sorted(self.pm.hook.rt_register.get_hookimpls(), key=lambda i: i.plugin_name not in builtin):
+            name = impl.plugin_name
+            self.registry._current = name
+            added = (set(self.registry.backends), set(self.registry.verbs))
             try:
                 impl.function(registry=self.registry)
-            except RtError:
-                raise
             except Exception as e:
-                raise RtError(f"plugin {impl.plugin_name}: rt_register: {describe(e)}") from None
+                for n in set(self.registry.backends) - added[0]:
+                    del self.registry.backends[n]
+                for n in set(self.registry.verbs) - added[1]:
+                    del self.registry.verbs[n]
+                self._break(name, e.msg if isinstance(e, RtError) else f"rt_register: {describe(e)}")
         self.registry._current = None
         for item in (*self.registry.backends.values(), *self.registry.verbs.values()):
             own(item.target.partition(":")[0], item.plugin)
@@ -223,6 +248,8 @@ class Manager:
                           f"{ANNOTATION}={ann!r}")
         name = explicit or ann or DEFAULT
         info = self.registry.backends.get(name)
+        if info is None and name in self.broken:
+            raise RtError(f"plugin {name!r} is disabled: {self.broken[name]}")
         if info is None:
             known = ", ".join(sorted(self.registry.backends)) or "none"
             why = " (disabled by RT_DISABLED_PLUGINS)" if name in disabled_names() else ""

@@ -36,6 +36,8 @@ def destroy(c, force: bool) -> None:
             time.sleep(0.001)
     if be is not None:
         be.delete(c)
+    elif c.extra.get("cgroup"):  # without its backend, the cgroup it recorded still goes
+        _drop_cgroup(c.extra["cgroup"])
     if c.record.get("hooks", {}).get("poststop"):
         from .. import hooks
         hooks.run("poststop", c.record["hooks"]["poststop"], hooks.state_json(c.record, c.id, "stopped", 0),
@@ -43,22 +45,26 @@ def destroy(c, force: bool) -> None:
     c.remove()
 
 
+def _drop_cgroup(path: str) -> None:
+    from ..cgroups import Cgroup
+    cg = Cgroup(path)
+    if cg.exists():
+        try:
+            if cg.frozen():  # a frozen process does not die
+                cg.set_frozen(False)
+        except OSError:
+            pass
+        cg.kill_all(SIGKILL)
+    cg.destroy()
+
+
 def salvage(c) -> None:
     """Remove an entry without a usable record (the caller holds its lock): a create that died
     before writing state.json, or a corrupt one. Its record named the cgroup; without it, take
     the one create would have used (linux.cgroupsPath of the saved config.json, else /rt/ID)."""
     if c.corrupt is not None or os.path.exists(os.path.join(c.dir, "config.json")):
-        from ..cgroups import Cgroup
         path = _cgroup_path(c)
-        cg = Cgroup(path)
-        if cg.exists():
-            try:
-                if cg.frozen():  # a frozen process does not die
-                    cg.set_frozen(False)
-            except OSError:
-                pass
-            cg.kill_all(SIGKILL)
-        cg.destroy()
+        _drop_cgroup(path)
         if c.corrupt is not None:
             log.warning(f"delete {c.id}: {c.corrupt.msg}; removed cgroup {path} and the state directory "
                         "(anything else the record named is unknown)")

@@ -55,6 +55,8 @@ def run(g, opts, pos):
         "annotations": {"org.opencontainers.runtime-spec.features.version": OCI_VERSION,
                         "io.github.rt.version": VERSION,
                         "io.github.rt.plugins": ",".join(sorted(mgr.registry.backends)),
+                        **({"io.github.rt.plugins.disabled": "; ".join(f"{n}: {w}" for n, w in sorted(
+                            mgr.broken.items()))} if mgr.broken else {}),
                         **{f"io.github.rt.plugin.{b.name}": f"{b.version} ({mgr.dists.get(b.plugin, '?')})"
                            for b in mgr.registry.backends.values()}},
         # config annotations that change what rt does (a value ending in "." is a prefix);
@@ -64,7 +66,9 @@ def run(g, opts, pos):
             {"name": b.name, "version": b.version, "summary": b.summary, "plugin": b.plugin,
              "distribution": mgr.dists.get(b.plugin, "?"), "backend": b.target}
             for b in sorted(mgr.registry.backends.values(), key=lambda b: b.name)],
-            "verbs": sorted(mgr.registry.verbs)},
+            "verbs": sorted(mgr.registry.verbs), "disabled": dict(sorted(mgr.broken.items()))},
     }
+    for name, why in sorted(mgr.broken.items()):  # here for a person to read; other verbs only log it
+        sys.stderr.write(f"rt: plugin {name} is disabled: {why}\n")
     mgr.pm.hook.rt_features(features=feats)
     sys.stdout.write(json.dumps(feats, indent=2) + "\n")

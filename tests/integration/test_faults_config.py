@@ -329,3 +329,47 @@ def test_exception_in_a_plugin_names_it(env):
     finally:
         shutil.rmtree(site)
         assert_nothing_left(env, "pl", before)
+
+
+def test_a_broken_plugin_is_named_and_the_other_kinds_keep_working(runtime, make_bundle, tmp_path, no_leaks):
+    """A third-party plugin that fails to import: `rt features` names it (JSON and stderr), and
+    containers of every other kind still run (on a node, one bad plugin is no outage)."""
+    if not is_rt(runtime.path):
+        pytest.skip("rt's plugins")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "rt_broken_plugin.py").write_text("import no_such_module_anywhere\n")
+    (site / "rt_broken-1.0.dist-info").mkdir()
+    (site / "rt_broken-1.0.dist-info" / "entry_points.txt").write_text("[rt.plugins]\nbroken = rt_broken_plugin\n")
+    env = dict(os.environ, PYTHONPATH=str(site), RT_NO_CORE="1")
+    p = runtime("features", env=env)
+    assert p.returncode == 0, p.stderr
+    feats = json.loads(p.stdout)
+    assert "ModuleNotFoundError" in feats["rt"]["disabled"]["broken"]
+    assert "broken" in feats["annotations"]["io.github.rt.plugins.disabled"]
+    assert "rt: plugin broken is disabled: cannot load rt_broken_plugin" in p.stderr
+    assert {"app_single", "lxc_system", "hypervisor_kvm"} <= set(feats["rt"]["plugins"][i]["name"]
+                                                                 for i in range(len(feats["rt"]["plugins"])))
+    p = runtime("run", "--bundle", make_bundle(["echo", "still-works"]), "afterbroken", env=env)
+    assert (p.returncode, p.stdout) == (0, "still-works\n"), p.stderr
+    p = runtime("--plugin", "broken", "run", "--bundle", make_bundle(["true"]), "tobroken", env=env)
+    assert p.returncode != 0 and "plugin 'broken' is disabled: cannot load rt_broken_plugin" in p.stderr
+
+
+def test_delete_force_of_a_container_whose_plugin_is_gone_removes_its_cgroup(runtime, make_bundle, no_leaks):
+    """Its plugin uninstalled: `delete -f` still kills it, and removes its cgroup and state."""
+    if not is_rt(runtime.path):
+        pytest.skip("rt's records")
+    runtime.create("orphan", make_bundle(["sleep", "100"]), check=True)
+    runtime("start", "orphan", check=True)
+    path = os.path.join(runtime.root, "orphan", "state.json")
+    with open(path) as f:
+        record = json.load(f)
+    cgroup = record["extra"]["cgroup"]
+    record.update(backend="rt_gone_plugin.backend:Gone", plugin="gone")
+    with open(path, "w") as f:
+        json.dump(record, f)
+    p = runtime("delete", "-f", "orphan")
+    assert p.returncode == 0, p.stderr
+    assert not [h for h in ["", *os.listdir("/sys/fs/cgroup")] if os.path.isdir(f"/sys/fs/cgroup/{h}{cgroup}")]
+    assert runtime("state", "orphan").returncode != 0

@@ -99,13 +99,30 @@ def test_load_calls_every_registered_plugin():
     assert m.registry.verbs["extra-verb"].plugin == "extra"
 
 
-def test_load_conflicting_plugins():
+def test_load_conflicting_plugins_disables_the_latecomer():
     m = Manager()
     m.pm.register(ExtraPlugin("app_single"), name="extra")
-    with pytest.raises(RtError) as e:
-        m.load()
-    assert "backend 'app_single' is already registered" in e.value.msg
-    assert "extra" in e.value.msg and "app_single" in e.value.msg
+    m.load()
+    assert m.broken == {"extra": "backend 'app_single' is already registered by app_single"}
+    assert m.registry.backends["app_single"].plugin == "app_single"
+    assert "extra-verb" not in m.registry.verbs  # nothing of what it registered stays
+    assert m.pm.get_plugin("extra") is None
+    with pytest.raises(RtError, match="'extra' is disabled"):
+        m.select("extra", None)
+
+
+class VerbThief:
+    @api.hookimpl
+    def rt_register(self, registry):
+        registry.add_verb("state", "x.y:z")
+
+
+def test_a_verb_named_like_one_of_rt_s_is_refused():
+    m = Manager()
+    m.pm.register(VerbThief(), name="thief")
+    m.load()
+    assert m.broken == {"thief": "verb 'state' is one of rt's own"}
+    assert m.select(None, None).name == DEFAULT
 
 
 # --- select ------------------------------------------------------------------------------------------------
@@ -214,12 +231,34 @@ class FaultyRegister:
         raise KeyError("boom")
 
 
-def test_exception_in_rt_register_names_the_plugin():
+def test_exception_in_rt_register_disables_and_names_the_plugin():
     m = Manager()
     m.pm.register(FaultyRegister(), name="faulty")
-    with pytest.raises(RtError) as e:
-        m.load()
-    assert e.value.msg == "plugin faulty: rt_register: KeyError: 'boom'"
+    m.load()
+    assert m.broken == {"faulty": "rt_register: KeyError: 'boom'"}
+    assert m.select(None, None).name == DEFAULT  # every other kind still works
+
+
+def fake_dist(root, name: str, module: str, code: str) -> None:
+    """A distribution on sys.path whose `rt.plugins` entry point is `module` (the code in it)."""
+    (root / f"{module}.py").write_text(code)
+    d = root / f"{name}-1.0.dist-info"
+    d.mkdir()
+    (d / "entry_points.txt").write_text(f"[rt.plugins]\n{name} = {module}\n")
+
+
+@pytest.mark.parametrize("code, why", [
+    ("import no_such_module_anywhere\n", "cannot load rt_test_broken: ModuleNotFoundError"),
+    ("from rt.core import api\n@api.hookimpl\ndef rt_regster(registry):\n    pass\n",
+     "cannot load rt_test_broken: PluginValidationError"),
+])
+def test_a_plugin_that_cannot_load_leaves_the_others_working(tmp_path, monkeypatch, code, why):
+    fake_dist(tmp_path, "broken", "rt_test_broken", code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = Manager().load()
+    assert m.broken["broken"].startswith(why), m.broken
+    assert {"app_single", "lxc_system", "hypervisor_kvm"} <= set(m.registry.backends)
+    sys.modules.pop("rt_test_broken", None)
 
 
 BOOM = '''
