@@ -6,7 +6,12 @@ Heavy parts load on first use (PEP 562), so a backend imported by a short verb
 from .backend import Backend, Created, CreateRequest
 from .errors import NeedsCaller, NotFound, NotSupported, RtError, require_caller
 
-__all__ = ["Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
+# The plugin API's version, "MAJOR.MINOR": a minor release only adds, a major one may break.
+# A plugin module sets RT_API = "MAJOR.MINOR" (the version it was written against); rt loads
+# it when the major is this one and the minor not newer. Without RT_API, "1.0" is assumed.
+API_VERSION = "1.0"
+
+__all__ = ["API_VERSION", "Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
            "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",

@@ -37,8 +37,8 @@ def rt_features(features):
 
 @hookspec
 def rt_bench_targets(bench):
-    """Add targets to ``rt bench``: ``bench.add(target)`` with an ``rt.core.api.BenchTarget``
-    (usually an ``OciBenchTarget`` for the plugin's own backend) and any peer it is compared
+    """Add targets to ``rt bench``: ``bench.add(target)`` with an ``rt.core.api.bench.BenchTarget``
+    (usually an ``rt.core.api.bench.OciTarget`` for the plugin's own backend) and any peer it is compared
     with (runc, LXC, a bare QEMU). Called only by ``rt bench``; import lazily inside.
     A backend without a target is still measured, as a plain OCI runtime.
     """

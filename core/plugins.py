@@ -212,6 +212,10 @@ class Manager:
         for ep in _entry_points():
             try:
                 plugin = ep.load()
+                why = api_mismatch(getattr(plugin, "RT_API", None))
+                if why:
+                    self._break(ep.name, why)
+                    continue
                 own(ep.value.partition(":")[0], ep.name)
                 self.pm.register(plugin, name=ep.name)
                 self.pm.check_pending()  # a hook name rt does not know: a misspelling
@@ -255,6 +259,21 @@ class Manager:
             why = " (disabled by RT_DISABLED_PLUGINS)" if name in disabled_names() else ""
             raise RtError(f"unknown plugin {name!r}{why}; installed: {known}")
         return info
+
+
+def api_mismatch(wanted) -> str | None:
+    """Why a plugin written against API `wanted` ("MAJOR.MINOR", None: "1.0") cannot load here."""
+    from .api import API_VERSION
+    if wanted is None:
+        return None
+    have = tuple(int(x) for x in API_VERSION.split("."))
+    try:
+        major, minor = (int(x) for x in str(wanted).split("."))
+    except ValueError:
+        return f"RT_API = {wanted!r} is not a version MAJOR.MINOR (this rt's plugin API is {API_VERSION})"
+    if major != have[0] or minor > have[1]:
+        return f"it needs rt's plugin API {major}.{minor}; this rt has {API_VERSION}"
+    return None
 
 
 def load_target(target: str, plugin: str | None = None):

@@ -31,6 +31,7 @@ def run(g, opts, pos):
 
     from ..plan import _FLAGS, _PROPAGATION, _RATTR, CAP_NAMES
     from ..seccomp import ACTIONS, FILTER_FLAGS, OPERATORS
+    from ..api import API_VERSION
     from ..plugins import Manager
     from ..cgroups import Layout
     mgr = Manager.shared()
@@ -54,6 +55,7 @@ def run(g, opts, pos):
         },
         "annotations": {"org.opencontainers.runtime-spec.features.version": OCI_VERSION,
                         "io.github.rt.version": VERSION,
+                        "io.github.rt.plugin-api": API_VERSION,
                         "io.github.rt.plugins": ",".join(sorted(mgr.registry.backends)),
                         **({"io.github.rt.plugins.disabled": "; ".join(f"{n}: {w}" for n, w in sorted(
                             mgr.broken.items()))} if mgr.broken else {}),

@@ -309,3 +309,21 @@ def test_describe_os_errors():
     assert describe(FileNotFoundError(2, "No such file or directory", "/x")) == \
         "FileNotFoundError: No such file or directory: /x"
     assert describe(ValueError()) == "ValueError"
+
+
+@pytest.mark.parametrize("declared, ok", [(None, True), ('"1.0"', True), ('"2.0"', False), ('"1.9"', False),
+                                          ('"0.9"', False), ('"one"', False)])
+def test_a_plugin_names_the_api_it_was_written_for(tmp_path, monkeypatch, declared, ok):
+    """RT_API "MAJOR.MINOR": the same major and a minor not newer than rt's load; none is 1.0."""
+    line = f"RT_API = {declared}\n" if declared else ""
+    fake_dist(tmp_path, "apiplug", "rt_test_apiplug", "from rt.core import api\n" + line +
+              "@api.hookimpl\ndef rt_register(registry):\n    registry.add_backend('apikind', 'x.y:Z')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = Manager().load()
+    sys.modules.pop("rt_test_apiplug", None)
+    assert ("apikind" in m.registry.backends) == ok, m.broken
+    if not ok:
+        assert f"this rt has {api.API_VERSION}" in m.broken["apiplug"] or \
+            f"this rt's plugin API is {api.API_VERSION}" in m.broken["apiplug"]
+        with pytest.raises(RtError, match="'apiplug' is disabled: "):
+            m.select("apiplug", None)
