@@ -9,13 +9,14 @@ from .errors import NeedsCaller, NotFound, NotSupported, RtError, require_caller
 # The plugin API's version, "MAJOR.MINOR": a minor release only adds, a major one may break.
 # A plugin module sets RT_API = "MAJOR.MINOR" (the version it was written against); rt loads
 # it when the major is this one and the minor not newer. Without RT_API, "1.0" is assumed.
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 __all__ = ["API_VERSION", "Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
            "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",
-           "sealed_exec_helper", "spawn", "adopt_orphans", "require_caller", "NeedsCaller"]
+           "sealed_exec_helper", "spawn", "adopt_orphans", "require_caller", "NeedsCaller",
+           "Plan", "ExecPlan", "MountPlan", "DevicePlan", "ProcessPlan", "CapsPlan"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -23,6 +24,12 @@ _LAZY = {
     "CgroupLayout": (".cgroups", "Layout"),
     "normalize_cgroup_path": (".cgroups", "normalize_path"),
     "build_plan": (".plan", "build_plan"),
+    "Plan": (".plantypes", "Plan"),  # the typed plan (API 1.1); docs/plan.md lists its fields
+    "ExecPlan": (".plantypes", "ExecPlan"),
+    "MountPlan": (".plantypes", "MountPlan"),
+    "DevicePlan": (".plantypes", "DevicePlan"),
+    "ProcessPlan": (".plantypes", "ProcessPlan"),
+    "CapsPlan": (".plantypes", "CapsPlan"),
     "build_exec_plan": (".plan", "build_exec_plan"),
     "device_rules": (".plan", "device_rules"),
     "capability_plan": (".plan", "capability_plan"),

@@ -49,6 +49,18 @@ class Backend:
 
     name = "?"
 
+    # What the conformance kit checks beyond the basic lifecycle: names from
+    # rt.core.conformance.CAPABILITIES ("exec", "terminal", "pause", ...). (API 1.1)
+    supports: frozenset = frozenset()
+
+    @classmethod
+    def workload(cls, rootfs: str, action: str, *params: str) -> list[str]:
+        """process.args that do one of the kit's abstract actions (rt.core.conformance.ACTIONS)
+        in a bundle whose rootfs is a private copy of a busybox tree at `rootfs`. The default
+        runs busybox; a kind that runs something else installs its program there. (API 1.1)"""
+        from .conformance import busybox_workload
+        return busybox_workload(action, *params)
+
     def create(self, req: CreateRequest) -> Created:
         raise NotSupported(self.name, "create")
 

@@ -31,6 +31,14 @@ def rt_check_spec(spec, plugin):
 
 
 @hookspec
+def rt_claim(spec):
+    """Claim a bundle that names no backend (no ``--plugin``, no ``rt.plugin`` annotation):
+    return a backend name this plugin registered, or None. ``spec`` is an ``rt.spec.Spec``.
+    Two plugins claiming one bundle is an error that names both. (API 1.1)
+    """
+
+
+@hookspec
 def rt_features(features):
     """Add to the ``rt features`` document (a dict in runtime-spec features.md shape)."""
 

@@ -145,11 +145,11 @@ class OciBackend(Backend):
                                                   "pid": "__PID__", "bundle": req.bundle,
                                                   "annotations": req.spec.annotations or {}})
             self.prepare(req, plan)
-            if not plan["unshare_mount"] and not any(k == "mount" for k, _ in plan["join"]):
+            if not plan.has_namespace("mount"):
                 # its mounts go into our namespace: know which are its
                 req.save_extra(mounts_base=sorted(hostmounts.under(req.rootfs)))
             # set from the host, as runc does: the container may have no /proc of its own
-            oom_score_adj, plan["oom_score_adj"] = plan["oom_score_adj"], None
+            oom_score_adj, plan.oom_score_adj = plan.oom_score_adj, None
             launched = self._launch(plan, req.console_socket, req.spec.process, on_spawn,
                                     on_child=lambda pid: self.on_child(req, pid),
                                     on_hooks=req.hooks.create_runtime if req.hooks else None)

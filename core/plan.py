@@ -6,6 +6,7 @@ only performs syscalls. Plugins call `build_plan` and may adjust the result.
 import os
 
 from .errors import RtError
+from .plantypes import CapsPlan, DevicePlan, ExecPlan, MountPlan, Plan, ProcessPlan
 
 from rt.spec.validate import CAPABILITIES, RLIMITS as RLIMIT_NUMBERS
 
@@ -194,17 +195,23 @@ def id_maps(uids, gids) -> dict[str, str]:
     return {"uid_map": text(uids), "gid_map": text(gids)}
 
 
-def process_plan(proc, warn) -> dict:
-    """The part of a plan that describes the process itself (create and exec)."""
-    user = proc.user
+def process_env(proc) -> list[str]:
+    """process.env with HOME set as runc sets it when the spec does not."""
     env = list(proc.env)
     if not any(e.startswith("HOME=") for e in env):
-        env.append("HOME=/root" if user.uid == 0 else "HOME=/")
-    return {"args": list(proc.args), "env": env, "cwd": proc.cwd or "/", "uid": user.uid, "gid": user.gid,
-            "groups": list(user.additional_gids), "umask": user.umask if user.umask is not None else 0o022,
-            "no_new_privs": proc.no_new_privileges, "caps": capability_plan(proc.capabilities, warn),
-            "sched": _scheduler(proc.scheduler), "ioprio": _ioprio(proc.io_priority),
-            "affinity": _affinity(proc.exec_cpu_affinity)}
+        env.append("HOME=/root" if proc.user.uid == 0 else "HOME=/")
+    return env
+
+
+def process_plan(proc, warn) -> ProcessPlan:
+    """The part of a plan that describes the process itself (create and exec)."""
+    user = proc.user
+    caps = capability_plan(proc.capabilities, warn)
+    return ProcessPlan(args=list(proc.args), env=process_env(proc), cwd=proc.cwd or "/", uid=user.uid,
+                       gid=user.gid, groups=list(user.additional_gids),
+                       umask=user.umask if user.umask is not None else 0o022, no_new_privs=proc.no_new_privileges,
+                       caps=None if caps is None else CapsPlan(**caps), sched=_scheduler(proc.scheduler),
+                       ioprio=_ioprio(proc.io_priority), affinity=_affinity(proc.exec_cpu_affinity))
 
 
 _SCHED_POLICY = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_ISO": 4, "SCHED_IDLE": 5,
@@ -259,7 +266,7 @@ def listener_state(spec, seccomp: dict, state: dict | None) -> str:
 
 def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None, cgroup=None,
                no_pivot: bool = False, preserve_fds: int = 0, warn=lambda msg: None,
-               state_template: dict | None = None, host_cgroup_view: bool = False) -> dict:
+               state_template: dict | None = None, host_cgroup_view: bool = False) -> Plan:
     """host_cgroup_view: with no container cgroup (rootless, no delegated cgroup), a cgroup mount
     is a read-only recursive bind of the host's /sys/fs/cgroup, as runc's rootless fallback."""
     linux = spec.linux
@@ -326,18 +333,17 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
             data = ",".join(x for x in (data, f'context="{label}"') if x)
         host_view = ["rro"] if m.type == "cgroup" and fstype == "bind" else []
         rset, rclr = recursive_attrs(list(m.options or []) + host_view)
-        mounts.append({"source": src, "destination": m.destination, "type": fstype, "bind": bind,
-                       "recursive": rec, "flags": flags & ~4096, "propagation": prop, "data": data,
-                       "idmap": idmap, "rattr": (rset, rclr)})
+        mounts.append(MountPlan(source=src, destination=m.destination, type=fstype, bind=bind, recursive=rec,
+                                flags=flags & ~4096, propagation=prop, data=data, idmap=idmap, rattr=(rset, rclr)))
 
     devices = []
     if dev_is_tmpfs:
         for path, kind, major, minor in DEFAULT_DEVICES:
-            devices.append((path, kind, major, minor, 0o666, 0, 0))
+            devices.append(DevicePlan(path, kind, major, minor, 0o666, 0, 0))
     for d in (linux.devices if linux else []):
-        devices = [x for x in devices if x[0] != d.path]
-        devices.append((d.path, d.type, d.major or 0, d.minor or 0,
-                        d.file_mode if d.file_mode is not None else 0o666, d.uid or 0, d.gid or 0))
+        devices = [x for x in devices if x.path != d.path]
+        devices.append(DevicePlan(d.path, d.type, d.major or 0, d.minor or 0,
+                                  d.file_mode if d.file_mode is not None else 0o666, d.uid or 0, d.gid or 0))
     symlinks = list(DEFAULT_SYMLINKS) if dev_is_tmpfs else []
     if dev_is_tmpfs and has_pts:
         symlinks.append(("/dev/ptmx", "pts/ptmx"))
@@ -355,7 +361,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         from .seccomp import compile_filter
         seccomp = compile_filter(linux.seccomp, warn)
         seccomp["listener_state"] = listener_state(spec, seccomp, state_template)
-    return {
+    return Plan(**{
         "join": join, "unshare": unshare, "rootfs": rootfs, "userns": userns,
         "unshare_mount": "mount" in unshare,
         # keep host mount events flowing in (runc's default), never out
@@ -379,7 +385,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "lsm": lsm,
         "hook_sync": any(k in hooks for k in ("prestart", "createRuntime", "createContainer")),
         "process": process_plan(proc, warn),
-    }
+    })
 
 
 def _exec_seccomp(sc, warn):
@@ -413,7 +419,7 @@ def namespaces_of(pid: int) -> list[tuple[str, str]]:
 
 
 def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp=None, preserve_fds: int = 0,
-                    pidfd: int | None = None, warn=lambda msg: None) -> dict:
+                    pidfd: int | None = None, warn=lambda msg: None) -> ExecPlan:
     """A plan that joins a running container and execs `proc` (an rt.spec Process), under the
     container's seccomp filter (an rt.spec Seccomp) when it has one, as runc does.
 
@@ -425,7 +431,7 @@ def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp
     join = namespaces_of(target_pid)
     # a container without its own mount namespace was chrooted: so is its exec
     root = None if any(kind == "mount" for kind, _ in join) else rootfs
-    return {
+    return ExecPlan(**{
         "join": [] if pidfd is not None else join, "unshare": [], "rootfs": root, "unshare_mount": False,
         "join_pidfd": pidfd, "join_types": [kind for kind, _ in join],
         "host_propagation": 0, "root_propagation": 0, "no_pivot": False, "readonly": False, "mounts": [],
@@ -435,4 +441,4 @@ def build_exec_plan(target_pid: int, proc, *, rootfs: str | None = None, seccomp
         "oom_score_adj": None, "fifo": None, "preserve_fds": preserve_fds, "last_cap": last_cap,
         "seccomp": _exec_seccomp(seccomp, warn), "lsm": lsm_plan(proc),
         "process": process_plan(proc, warn),
-    }
+    })

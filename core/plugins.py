@@ -244,13 +244,13 @@ class Manager:
             own(item.target.partition(":")[0], item.plugin)
         return self
 
-    def select(self, explicit: str | None, annotations: dict | None) -> BackendInfo:
-        """Explicit choice, then the rt.plugin annotation, then the default."""
+    def select(self, explicit: str | None, annotations: dict | None, spec=None) -> BackendInfo:
+        """Explicit choice, then the rt.plugin annotation, then a plugin's claim, then the default."""
         ann = (annotations or {}).get(ANNOTATION)
         if explicit and ann and explicit != ann:
             raise RtError(f"plugin conflict: {explicit!r} was chosen explicitly but annotation "
                           f"{ANNOTATION}={ann!r}")
-        name = explicit or ann or DEFAULT
+        name = explicit or ann or (self._claim(spec) if spec is not None else None) or DEFAULT
         info = self.registry.backends.get(name)
         if info is None and name in self.broken:
             raise RtError(f"plugin {name!r} is disabled: {self.broken[name]}")
@@ -259,6 +259,24 @@ class Manager:
             why = " (disabled by RT_DISABLED_PLUGINS)" if name in disabled_names() else ""
             raise RtError(f"unknown plugin {name!r}{why}; installed: {known}")
         return info
+
+
+    def _claim(self, spec) -> str | None:
+        """The backend that a plugin's rt_claim names for this spec (a failing hook claims nothing)."""
+        from . import log
+        claims = {}
+        for impl in self.pm.hook.rt_claim.get_hookimpls():
+            try:
+                name = impl.function(spec=spec)
+            except Exception as e:
+                log.warning(f"plugin {impl.plugin_name}: rt_claim failed, ignored: {describe(e)}")
+                continue
+            if name:
+                claims.setdefault(name, []).append(impl.plugin_name)
+        if len(claims) > 1:
+            who = "; ".join(f"{', '.join(p)} claim {n!r}" for n, p in sorted(claims.items()))
+            raise RtError(f"plugin conflict: {who}; choose one with --plugin or the {ANNOTATION} annotation")
+        return next(iter(claims), None)
 
 
 def api_mismatch(wanted) -> str | None:

@@ -80,7 +80,7 @@ class Launched:
         self.shim_pid, self.pid = shim_pid, pid
 
 
-def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on_child=None, on_hooks=None,
+def launch(plan, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on_child=None, on_hooks=None,
            timeout: float = 60.0) -> Launched:
     """Spawn the stub, send it `plan`, and return once the container init is Ready.
 
@@ -114,7 +114,7 @@ def launch(plan: dict, *, pass_fds: tuple = (), on_spawn=None, on_hello=None, on
             raise ProtocolError(f"shim protocol version {hello.version}, core speaks {PROTOCOL_VERSION}")
         if on_hello:
             on_hello(shim_pid)
-        chan.send(Run(plan=plan))
+        chan.send(Run(plan=plan.wire() if hasattr(plan, "wire") else plan))  # a typed plan, or 1.0's dict
         msg = chan.expect((IdMap, Child), timeout, "shim exited before starting the container")
         if isinstance(msg, IdMap):
             write_id_maps(msg.pid, plan["userns"])

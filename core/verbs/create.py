@@ -70,7 +70,7 @@ def do_create(g, opts, cid: str):
                                                                        "poststop")):
         require_caller("runtime hooks run in the caller's process, cgroup and environment")
     mgr = Manager.shared()
-    info = mgr.select(g.plugin, spec.annotations)
+    info = mgr.select(g.plugin, spec.annotations, spec)
     from rt.spec import SpecError
     try:
         mgr.pm.hook.rt_check_spec(spec=spec, plugin=info.name)

@@ -119,7 +119,7 @@ def run(g, opts, pos):
     bundle = os.path.abspath(opts.bundle or ".")
     spec, config, raw = load_spec(bundle)
     from ..plugins import Manager, load_target
-    info = Manager.shared().select(g.plugin, spec.annotations)
+    info = Manager.shared().select(g.plugin, spec.annotations, spec)
     supported(info.name, load_target(info.target, info.plugin)(), "restore")
     path = criu.binary(g)
     criu.check(path)

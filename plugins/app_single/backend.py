@@ -4,3 +4,4 @@ from rt.core import api
 
 class AppBackend(api.OciBackend):
     name = "app_single"
+    supports = frozenset({"stdio", "posix", "namespaces", "exec", "ps", "kill-all", "pause", "update", "terminal", "hooks", "userns"})  # checked by `rt conformance`

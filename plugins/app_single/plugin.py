@@ -2,7 +2,7 @@
 from rt.core.api import hookimpl
 
 VERSION = "0.1.0"
-RT_API = "1.0"  # the plugin API this is written against (rt.core.api.API_VERSION)
+RT_API = "1.1"  # the plugin API this is written against (rt.core.api.API_VERSION)
 
 
 @hookimpl

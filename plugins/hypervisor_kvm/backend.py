@@ -165,6 +165,7 @@ def guest_mounts(spec, warn) -> tuple[list[dict], list[dict]]:
 
 class VmBackend(api.Backend):
     name = "hypervisor_kvm"
+    supports = frozenset({"stdio", "posix", "exec", "ps", "kill-all", "pause", "update", "terminal", "hooks"})  # checked by `rt conformance`
 
     def create(self, req: api.CreateRequest):
         from . import guest

@@ -72,32 +72,31 @@ def _run_host(state_dir: str) -> str:
 
 class SystemBackend(api.OciBackend):
     name = "lxc_system"
+    supports = frozenset({"posix", "namespaces", "exec", "ps", "kill-all", "pause", "update", "terminal", "hooks", "userns"})  # checked by `rt conformance`
     payload_cgroup = "ns"  # the container's own subtree; the limits stay on its parent
 
     def prepare(self, req, plan) -> None:
         self._system_caps(req.spec.annotations, plan, req.warn)
-        env = plan["process"]["env"]
+        env = plan.process.env
         for var in ("container=rt", f"container_uuid={container_uuid(req.id)}"):
             if not any(e.split("=", 1)[0] == var.split("=", 1)[0] for e in env):
                 env.append(var)
-        if "cgroup" not in plan["unshare"] and not any(k == "cgroup" for k, _ in plan["join"]):
-            plan["unshare"].append("cgroup")
-        for m in plan["mounts"]:
-            if m["destination"] == "/sys/fs/cgroup":
-                m["flags"] &= ~MS_RDONLY  # systemd manages its own subtree
-        plan["mounts"].append({"source": _run_host(req.state_dir), "destination": "/run/host", "type": "bind",
-                               "bind": True, "recursive": False, "propagation": [], "data": "", "idmap": None,
-                               "rattr": (0, 0), "flags": MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC})
-        plan["rw_binds"] = ["/proc/sys/net"]
+        plan.unshare_namespace("cgroup")
+        for m in plan.mounts:
+            if m.destination == "/sys/fs/cgroup":
+                m.flags &= ~MS_RDONLY  # systemd manages its own subtree
+        plan.mounts.append(api.MountPlan(source=_run_host(req.state_dir), destination="/run/host",
+                                         flags=MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC))
+        plan.rw_binds = ["/proc/sys/net"]
         _, system = decode(req.spec.annotations)
         if system.userns == "auto":
             self._unprivileged(req, plan)
         if not req.console_socket:  # a console of our own, kept by a small monitor
-            plan["console_fd"] = self._start_monitor(req, spawn=not self._keeper)
+            plan.console_fd = self._start_monitor(req, spawn=not self._keeper)
             if not any(e.startswith("NOTIFY_SOCKET=") for e in env):
                 env.append(f"NOTIFY_SOCKET={NOTIFY}")
-        if "/proc/sys" not in plan["readonly_paths"]:
-            plan["readonly_paths"].append("/proc/sys")
+        if "/proc/sys" not in plan.readonly_paths:
+            plan.readonly_paths.append("/proc/sys")
 
     def prepare_exec(self, c, plan) -> None:
         self._system_caps(c.record.get("annotations"), plan, lambda msg: None)
@@ -109,11 +108,11 @@ class SystemBackend(api.OciBackend):
         file by its inode number (Docker's 'shocker'), and CAP_DAC_OVERRIDE already lets root
         inside read its own files."""
         _, system = decode(annotations)
-        if system.capabilities == "system" and plan["process"]["uid"] == 0:
+        if system.capabilities == "system" and plan.process.uid == 0:
             from rt.spec.config import Capabilities
             have = SYSTEM_CAPS if system.userns == "auto" else [c for c in SYSTEM_CAPS if c != "CAP_DAC_READ_SEARCH"]
             caps = Capabilities(bounding=have, effective=have, permitted=have, inheritable=[], ambient=[])
-            plan["process"]["caps"] = api.capability_plan(caps, warn)
+            plan.process.caps = api.CapsPlan(**api.capability_plan(caps, warn))
 
     def on_child(self, req, pid: int) -> None:
         net, _ = decode(req.spec.annotations)
@@ -135,16 +134,16 @@ class SystemBackend(api.OciBackend):
     def _unprivileged(req, plan) -> None:
         """Root inside is an unprivileged host id from rt's own ranges; the rootfs is seen
         through an idmapped mount (no chown), and the container's cgroup is handed to it."""
-        if "user" in plan["unshare"] or any(k == "user" for k, _ in plan["join"]):
+        if plan.has_namespace("user"):
             raise api.RtError("config.json: $.annotations: rt.system.userns=auto and a user namespace "
                               "in linux.namespaces do not go together")
         base = api.IdRanges(os.path.dirname(req.state_dir)).lease(req.id)
         req.save_extra(idrange=base)
         maps = {"uid_map": f"0 {base} 65536\n", "gid_map": f"0 {base} 65536\n"}
-        plan["unshare"].insert(0, "user")
-        plan["userns"] = maps
+        plan.unshare_namespace("user")
+        plan.userns = maps
         # on-disk ids 0..65535 appear as base..base+65535, so container root owns its files
-        plan["rootfs_idmap"] = {"uid_map": f"0 {base} 65536\n", "gid_map": f"0 {base} 65536\n"}
+        plan.rootfs_idmap = {"uid_map": f"0 {base} 65536\n", "gid_map": f"0 {base} 65536\n"}
         for d in api.Cgroup(f"{req.extra['cgroup']}/{SystemBackend.payload_cgroup}").dirs().values():
             for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads", "tasks"):
                 path = os.path.join(d, name)

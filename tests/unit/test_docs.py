@@ -22,3 +22,11 @@ def test_every_public_api_name_is_documented():
     for name in api.__all__:
         assert f"`{name}" in text, f"rt.core.api.{name} is not mentioned in docs/plugins.md"
         getattr(api, name)  # and it resolves
+
+
+def test_the_plan_reference_is_generated_from_the_structs():
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(DOCS), "..", "scripts", "gen-plan-doc")
+    p = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr

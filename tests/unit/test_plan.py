@@ -1,10 +1,13 @@
 """Unit tests of rt.core.plan: mount options, build_plan and capability filtering."""
 import copy
 import json
+import os
+
+import msgspec
 
 import pytest
 
-from rt.core import plan
+from rt.core import api, plan
 from rt.core.cgroups import HYBRID, V2, Cgroup, Layout
 from rt.core.errors import RtError
 from rt.core.plan import (CAP_NAMES, DEFAULT_DEVICES, DEFAULT_SYMLINKS, MS_PRIVATE, MS_REC, MS_SHARED, MS_SLAVE,
@@ -136,13 +139,13 @@ def test_base_plan():
     assert proc["args"] == ["sh"] and proc["cwd"] == "/"
     assert (proc["uid"], proc["gid"], proc["groups"], proc["umask"]) == (0, 0, [], 0o022)
     assert proc["no_new_privs"] is True
-    json.dumps(p)  # plain data, ready for the stub
+    json.dumps(p.wire())  # plain data, ready for the stub
 
 
 def test_mounts_in_plan():
     p = make()
     assert [m["destination"] for m in p["mounts"]] == [m["destination"] for m in BASE["mounts"]]
-    shm = mount_of(p, "/dev/shm")
+    shm = msgspec.structs.asdict(mount_of(p, "/dev/shm"))
     assert shm == {"source": "shm", "destination": "/dev/shm", "type": "tmpfs", "bind": False, "recursive": False,
                    "flags": MS_NOSUID | MS_NOEXEC | MS_NODEV, "propagation": [], "data": "mode=1777,size=65536k",
                    "idmap": None, "rattr": (0, 0)}
@@ -199,7 +202,7 @@ def test_idmapped_mount_and_recursive_attrs_in_plan():
 
 def test_default_devices_when_dev_is_tmpfs():
     p = make()
-    assert p["devices"] == [(path, kind, ma, mi, 0o666, 0, 0) for path, kind, ma, mi in DEFAULT_DEVICES]
+    assert [d.astuple() for d in p.devices] == [(path, kind, ma, mi, 0o666, 0, 0) for path, kind, ma, mi in DEFAULT_DEVICES]
     assert [d[0] for d in p["devices"]] == ["/dev/null", "/dev/zero", "/dev/full", "/dev/random",
                                             "/dev/urandom", "/dev/tty"]
     assert p["symlinks"] == list(DEFAULT_SYMLINKS) + [("/dev/ptmx", "pts/ptmx")]
@@ -235,8 +238,8 @@ def test_spec_devices_override_defaults():
     p = make(edit)
     paths = [d[0] for d in p["devices"]]
     assert paths.count("/dev/null") == 1
-    assert ("/dev/null", "c", 1, 3, 0o600, 1, 2) in p["devices"]
-    assert ("/dev/fuse", "c", 10, 229, 0o666, 0, 0) in p["devices"]
+    assert ("/dev/null", "c", 1, 3, 0o600, 1, 2) in [d.astuple() for d in p.devices]
+    assert ("/dev/fuse", "c", 10, 229, 0o666, 0, 0) in [d.astuple() for d in p.devices]
     assert len(p["devices"]) == len(DEFAULT_DEVICES) + 1
 
 
@@ -422,7 +425,7 @@ def test_capabilities_all_on_host():
     p = make(warn=warnings.append)
     nums = [CAP_NAMES.index(n) for n in CAPS3]
     assert nums == [29, 5, 10]
-    assert p["process"]["caps"] == {"bounding": nums, "effective": nums, "inheritable": [], "permitted": nums,
+    assert msgspec.structs.asdict(p.process.caps) == {"bounding": nums, "effective": nums, "inheritable": [], "permitted": nums,
                                     "ambient": []}
     # ambient without inheritable is dropped, with a warning
     assert warnings == ["ambient capabilities not also in permitted and inheritable are left out"]
@@ -521,3 +524,49 @@ def test_unset_scheduling_fields_are_none():
     p = make(lambda cfg: None)
     assert (p["process"]["sched"], p["process"]["ioprio"], p["process"]["affinity"], p["personality"],
             p["time_offsets"]) == (None, None, None, None, "")
+
+
+# --- the typed plan (API 1.1) ----------------------------------------------------------------------
+def test_the_plan_is_typed_and_still_answers_as_a_dict():
+    p = make()
+    assert isinstance(p, api.Plan) and isinstance(p.process, api.ProcessPlan)
+    assert p["rootfs"] == p.rootfs and p.get("console_fd") is None and "hooks" in p
+    p["hostname"] = "set-the-1.0-way"
+    assert p.hostname == "set-the-1.0-way"
+    p["process"]["env"].append("A=1")  # 1.0 plugins edit nested parts by key too
+    assert "A=1" in p.process.env
+    with pytest.raises(KeyError):
+        p["no_such_field"] = 1
+    wire = p.wire()
+    assert type(wire) is dict and type(wire["process"]) is dict and type(wire["mounts"][0]) is dict
+    assert wire["devices"][0] == ["/dev/null", "c", 1, 3, 0o666, 0, 0]  # what the stub unpacks
+
+
+def test_plan_helpers():
+    p = make()
+    assert p.has_namespace("network") and p.loopback
+    p.drop_namespace("network")
+    assert not p.has_namespace("network") and not p.loopback
+    p.unshare_namespace("user")
+    assert p.unshare[0] == "user"
+    with pytest.raises(ValueError):
+        p.unshare_namespace("nonsense")
+    m = p.bind("/srv/data", "/data")
+    assert (m.source, m.destination, m.bind, m.recursive) == ("/srv/data", "/data", True, True)
+    assert m.flags & MS_RDONLY and m.rattr == (1, 0)
+    assert p.bind("/srv/rw", "/rw", readonly=False).flags & MS_RDONLY == 0
+    p.add_device("/dev/null", "c", 1, 3, mode=0o600)
+    assert [d.astuple() for d in p.devices if d.path == "/dev/null"] == [("/dev/null", "c", 1, 3, 0o600, 0, 0)]
+    with pytest.raises(ValueError):
+        p.add_device("/etc/passwd", "c", 1, 3)
+    p.add_hook("createContainer", "/bin/true")
+    assert p.hooks["createContainer"][-1]["args"] == ["/bin/true"]
+    with pytest.raises(RtError):
+        p.add_hook("prestart", "/bin/true")
+
+
+def test_exec_plan_is_typed():
+    from rt.spec.config import Process, User
+    ep = plan.build_exec_plan(os.getpid(), Process(args=["true"], user=User(uid=0, gid=0), cwd="/"))
+    assert isinstance(ep, api.ExecPlan) and ep.process.args == ["true"] and ep.fifo is None
+    assert "HOME=/root" in ep.process.env

@@ -327,3 +327,43 @@ def test_a_plugin_names_the_api_it_was_written_for(tmp_path, monkeypatch, declar
             f"this rt's plugin API is {api.API_VERSION}" in m.broken["apiplug"]
         with pytest.raises(RtError, match="'apiplug' is disabled: "):
             m.select("apiplug", None)
+
+
+# --- rt_claim (API 1.1) --------------------------------------------------------------------------
+class Claimer:
+    def __init__(self, name, claim):
+        self.name, self.claim = name, claim
+
+    @api.hookimpl
+    def rt_claim(self, spec):
+        if self.claim == "boom":
+            raise ValueError("broken claim")
+        return self.claim if spec.process.args[0].endswith(".wasm") else None
+
+
+def _spec(arg0):
+    import json
+    from rt.spec import load_config
+    return load_config(json.dumps({"ociVersion": "1.0.2", "process": {"args": [arg0], "cwd": "/",
+                                                                       "user": {"uid": 0, "gid": 0}}}).encode())
+
+
+def test_a_claim_picks_the_backend_only_when_nothing_else_does(mgr):
+    mgr.pm.register(Claimer("c1", "other"), name="c1")
+    assert mgr.select(None, None, _spec("/hello.wasm")).name == "other"
+    assert mgr.select(None, None, _spec("/bin/sh")).name == DEFAULT  # not claimed
+    assert mgr.select("app_single", None, _spec("/hello.wasm")).name == "app_single"  # explicit wins
+    assert mgr.select(None, {ANNOTATION: "app_single"}, _spec("/hello.wasm")).name == "app_single"
+
+
+def test_two_claims_are_an_error_naming_both(mgr):
+    mgr.pm.register(Claimer("c1", "other"), name="c1")
+    mgr.pm.register(Claimer("c2", "app_single"), name="c2")
+    with pytest.raises(RtError) as e:
+        mgr.select(None, None, _spec("/hello.wasm"))
+    assert "c1 claim 'other'" in e.value.msg and "c2 claim 'app_single'" in e.value.msg
+
+
+def test_a_failing_claim_claims_nothing(mgr):
+    mgr.pm.register(Claimer("c3", "boom"), name="c3")
+    assert mgr.select(None, None, _spec("/hello.wasm")).name == DEFAULT
