@@ -12,7 +12,7 @@ from . import log
 from .errors import NeedsCaller, RtError, front
 
 VERSION = "0.1.0"
-OCI_VERSION = "1.2.0"
+from .ocistate import OCI_VERSION  # noqa: F401  (rt --version, and the features document)
 
 B, S, I, L = "bool", "str", "int", "list"
 GLOBAL = [
@@ -139,6 +139,8 @@ VERBS = {
               (("--ready-fd",), "ready_fd", S, None, "(internal) fd to report readiness on"),
               (("--rehome",), "rehome", B, False, "(internal) move into a cgroup of the core's own")],
              ["start|stop|status|serve"], "manage the resident core that serves this state root"),
+    "conformance": ([(("--runtime",), "runtime", S, None, "check this runtime binary instead (runc proves the kit)")],
+                    ["PLUGIN", "[pytest args]"], "run the conformance kit against an isolation kind (needs rt-runtime[test])"),
     "spec": ([(("--bundle", "-b"), "bundle", S, ".", "where to write config.json"),
               (("--rootless",), "rootless", B, False, "a spec for a rootless container")],
              [], "create a new config.json"),

@@ -1,5 +1,9 @@
 """Black-box lifecycle checks. They take the runtime from $RT_RUNTIME (default: rt), so
-`RT_RUNTIME=runc pytest tests/integration/test_lifecycle.py` proves the checks on runc."""
+`RT_RUNTIME=runc pytest tests/integration/test_lifecycle.py` proves the checks on runc.
+
+The basic lifecycle (create/start/kill/delete, run's output and exit code, signals, wrong
+status, pause, a failing hook) lives in the conformance kit (core/conformance/test_kit.py),
+which tests/integration/test_conformance.py runs against every kind and against runc."""
 import json
 import os
 import subprocess
@@ -9,6 +13,7 @@ import time
 import pytest
 
 from conftest import is_rt
+from rt.core.testing import ConsoleSocket, read_all
 
 pytestmark = [pytest.mark.root, pytest.mark.blackbox]
 
@@ -21,34 +26,6 @@ def wait_status(rt, cid, want, timeout=10.0):
             return s
         time.sleep(0.02)
     return rt.state(cid)["status"]
-
-
-def test_create_start_kill_delete(runtime, make_bundle, tmp_path, no_leaks):
-    b = make_bundle(["sleep", "100"])
-    pidfile = tmp_path / "pid"
-    p = runtime.create("c1", b, "--pid-file", str(pidfile))
-    assert p.returncode == 0, p.stderr
-    st = runtime.state("c1")
-    assert st["status"] == "created"
-    assert st["id"] == "c1" and st["bundle"] == b
-    assert st["pid"] > 0 and int(pidfile.read_text()) == st["pid"]
-    assert os.path.exists(f"/proc/{st['pid']}")
-    runtime("start", "c1", check=True)
-    assert runtime.state("c1")["status"] == "running"
-    runtime("kill", "c1", "KILL", check=True)
-    # stopped is noticed without any runtime call in between
-    assert wait_status(runtime, "c1", "stopped") == "stopped"
-    runtime("delete", "c1", check=True)
-    p = runtime("state", "c1")
-    assert p.returncode != 0 and "does not exist" in p.stderr
-
-
-def test_run_propagates_exit_code(runtime, make_bundle, no_leaks):
-    b = make_bundle(["sh", "-c", "echo out; echo err >&2; exit 3"])
-    p = runtime("run", "--bundle", b, "c2")
-    assert p.returncode == 3
-    assert p.stdout == "out\n" and "err" in p.stderr
-    assert runtime("state", "c2").returncode != 0  # run deletes after exit
 
 
 ORPHAN = ("o=$( (sleep 30 >/dev/null 2>&1 & echo $!) ); sleep 0.3; "
@@ -82,26 +59,6 @@ def test_container_processes_lead_their_own_session(runtime, make_bundle, no_lea
     runtime("delete", "-f", "sess2", check=True)
 
 
-def test_run_detached(runtime, make_bundle, no_leaks):
-    b = make_bundle(["sleep", "100"])
-    p = runtime("run", "-d", "--bundle", b, "c3", stdout=subprocess.DEVNULL)
-    assert p.returncode == 0, p.stderr
-    assert runtime.state("c3")["status"] == "running"
-    runtime("delete", "--force", "c3", check=True)
-    assert runtime("state", "c3").returncode != 0
-
-
-def test_signal_forms(runtime, make_bundle, no_leaks):
-    b = make_bundle(["sleep", "100"])
-    for i, sig in enumerate(["KILL", "SIGKILL", "9"]):
-        cid = f"sig{i}"
-        runtime.create(cid, b, check=True)
-        runtime("start", cid, check=True)
-        runtime("kill", cid, sig, check=True)
-        assert wait_status(runtime, cid, "stopped") == "stopped"
-        runtime("delete", cid, check=True)
-
-
 def test_default_signal_is_term(runtime, make_bundle, no_leaks):
     b = make_bundle(["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"])
     runtime.create("t", b, check=True)
@@ -110,30 +67,6 @@ def test_default_signal_is_term(runtime, make_bundle, no_leaks):
     runtime("kill", "t", check=True)
     assert wait_status(runtime, "t", "stopped") == "stopped"
     runtime("delete", "t", check=True)
-
-
-def test_wrong_status_errors(runtime, make_bundle, no_leaks):
-    b = make_bundle(["sleep", "100"])
-    runtime.create("w", b, check=True)
-    runtime("start", "w", check=True)
-    assert runtime("start", "w").returncode != 0  # already running
-    p = runtime("delete", "w")  # running, no --force
-    assert p.returncode != 0
-    assert runtime.state("w")["status"] == "running"
-    runtime("kill", "w", "KILL", check=True)
-    wait_status(runtime, "w", "stopped")
-    assert runtime("start", "w").returncode != 0
-    assert runtime("kill", "w", "KILL").returncode != 0
-    runtime("delete", "w", check=True)
-
-
-def test_delete_created_container(runtime, make_bundle, no_leaks):
-    runtime.create("dc", make_bundle(["sleep", "100"]), check=True)
-    pid = runtime.state("dc")["pid"]
-    runtime("delete", "dc", check=True)
-    assert runtime("state", "dc").returncode != 0
-    time.sleep(0.05)
-    assert not os.path.exists(f"/proc/{pid}/status") or "Z" in open(f"/proc/{pid}/stat").read().split(")")[1][:3]
 
 
 def test_ids(runtime, make_bundle, no_leaks):
@@ -185,17 +118,6 @@ def test_exec_process_file(runtime, make_bundle, tmp_path, no_leaks):
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["65534", "/tmp"]
     runtime("delete", "--force", "ep", check=True)
-
-
-def test_pause_resume(runtime, make_bundle, no_leaks):
-    runtime.create("p", make_bundle(["sleep", "100"]), check=True)
-    runtime("start", "p", check=True)
-    runtime("pause", "p", check=True)
-    assert runtime.state("p")["status"] == "paused"
-    runtime("resume", "p", check=True)
-    assert runtime.state("p")["status"] == "running"
-    assert runtime("resume", "p").returncode != 0
-    runtime("delete", "--force", "p", check=True)
 
 
 def test_json_log(runtime, tmp_path):
@@ -287,51 +209,6 @@ def test_exec_gets_the_container_seccomp_filter(runtime, make_bundle, no_leaks):
     runtime("delete", "--force", "sx", check=True)
 
 
-class ConsoleSocket:
-    """The receiving end of --console-socket, as conmon runs it."""
-
-    def __init__(self, path):
-        import socket
-        self.path = str(path)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(1)
-        self.sock.settimeout(30)
-
-    def receive_master(self) -> int:
-        import array
-        import socket
-        conn, _ = self.sock.accept()
-        with conn:
-            fds = array.array("i")
-            _, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
-            for level, kind, data in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(data[:fds.itemsize])
-        assert len(fds) == 1, "no pty master received"
-        return fds[0]
-
-    def close(self):
-        self.sock.close()
-
-
-def read_all(fd, timeout=10.0) -> bytes:
-    import select
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: the slave side is closed
-                break
-            if not chunk:
-                break
-            out += chunk
-    return out
-
-
 def test_terminal_through_console_socket(runtime, make_bundle, tmp_path, no_leaks):
     def edit(c):
         c["process"]["terminal"] = True
@@ -349,14 +226,6 @@ def test_terminal_through_console_socket(runtime, make_bundle, tmp_path, no_leak
         cs.close()
     wait_status(runtime, "tty", "stopped")
     runtime("delete", "tty", check=True)
-
-
-def test_terminal_without_console_socket_is_refused(runtime, make_bundle, no_leaks):
-    def edit(c):
-        c["process"]["terminal"] = True
-    p = runtime.create("nocs", make_bundle(["true"], edit=edit))
-    assert p.returncode != 0 and "console socket" in p.stderr
-    assert runtime("list", "-q").stdout.split() == []
 
 
 def test_exec_tty(runtime, make_bundle, tmp_path, no_leaks):
@@ -426,16 +295,6 @@ def test_container_hooks_run_inside(runtime, make_bundle, tmp_path, no_leaks):
     wait_status(runtime, "hc", "stopped")
     assert json.loads((tmp_path / "seen").read_text())["id"] == "hc"
     runtime("delete", "hc", check=True)
-
-
-def test_failing_create_hook_fails_create(runtime, make_bundle, tmp_path, no_leaks):
-    bad = _hook(tmp_path, "bad", "exit 7")
-
-    def edit(c):
-        c["hooks"] = {"createRuntime": [{"path": bad}]}
-    p = runtime.create("hf", make_bundle(["sleep", "100"], edit=edit))
-    assert p.returncode != 0
-    assert runtime("list", "-q").stdout.split() == []
 
 
 def test_hook_timeout(runtime, make_bundle, tmp_path, no_leaks):
