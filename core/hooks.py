@@ -23,8 +23,8 @@ def hooks_of(spec) -> dict[str, list[dict]]:
 
 
 def state_json(record: dict, cid: str, status: str, pid: int) -> str:
-    return jsonio.dumps({"ociVersion": "1.2.0", "id": cid, "status": status, "pid": pid,
-                         "bundle": record.get("bundle", ""), "annotations": record.get("annotations") or {}})
+    from .ocistate import state
+    return jsonio.dumps(state(cid, status, pid, record.get("bundle", ""), record.get("annotations") or {}))
 
 
 def run(stage: str, hooks: list[dict], state: str, fatal: bool = True) -> None:

@@ -8,7 +8,7 @@ import errno
 import os
 from _signal import SIGKILL  # not `signal`: it imports enum
 
-from . import api, hostmounts
+from . import api, hostmounts, ocistate
 from .backend import Backend, Created, CreateRequest
 from .errors import RtError
 
@@ -141,9 +141,8 @@ class OciBackend(Backend):
             plan = api.build_plan(req.spec, rootfs=req.rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=payload,
                                   no_pivot=req.no_pivot, preserve_fds=req.preserve_fds, warn=req.warn,
                                   host_cgroup_view=cg is None,
-                                  state_template={"ociVersion": "1.2.0", "id": req.id, "status": "creating",
-                                                  "pid": "__PID__", "bundle": req.bundle,
-                                                  "annotations": req.spec.annotations or {}})
+                                  state_template=ocistate.state(req.id, "creating", "__PID__", req.bundle,
+                                                                req.spec.annotations or {}))
             self.prepare(req, plan)
             if not plan.has_namespace("mount"):
                 # its mounts go into our namespace: know which are its

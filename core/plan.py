@@ -259,7 +259,8 @@ def listener_state(spec, seccomp: dict, state: dict | None) -> str:
     if not seccomp.get("listener"):
         return ""
     from . import jsonio
-    return jsonio.dumps({"ociVersion": "1.2.0", "fds": ["seccompFd"], "pid": "__PID__",
+    from .ocistate import OCI_VERSION
+    return jsonio.dumps({"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": "__PID__",
                          "metadata": seccomp.get("listener_metadata") or "",
                          "state": state or {}}).replace('"__PID__"', "__PID__")  # the shim puts its host pid
 

@@ -153,13 +153,10 @@ class Container:
         """The `state` JSON, in runc's key order."""
         s = self.status()
         r = self.record
-        out = {"ociVersion": r.get("oci_version", "1.2.0"), "id": self.id,
-               "pid": self.pid if s != st.STOPPED else 0, "status": s,
-               "bundle": r.get("bundle", ""), "rootfs": r.get("rootfs", ""),
-               "created": r.get("created", ""), "owner": r.get("owner", "")}
-        if r.get("annotations"):
-            out["annotations"] = r["annotations"]
-        return out
+        from .ocistate import state
+        return state(self.id, s, self.pid if s != st.STOPPED else 0, r.get("bundle", ""),
+                     r.get("annotations") or None, rootfs=r.get("rootfs", ""), created=r.get("created", ""),
+                     owner=r.get("owner", ""), version=r.get("oci_version"))
 
     # --- changes -----------------------------------------------------------
     def save(self) -> None:
