@@ -51,6 +51,14 @@ def warning(msg: str) -> None:
     _write("warning", msg)
 
 
+def warn_user(msg: str) -> None:
+    """A warning for the person or tool that asked (a plugin's req.warn on create, run or exec):
+    as runc's logrus, to --log when given (conmon and containerd always give it), else to stderr."""
+    if not _write("warning", msg):
+        sys.stderr.write(_line("warning", msg))
+        sys.stderr.flush()
+
+
 def info(msg: str) -> None:
     _write("info", msg)
 

@@ -98,7 +98,7 @@ def do_create(g, opts, cid: str):
         c.record["hooks"] = {k: v for k, v in hooks.items() if k in ("poststart", "poststop")}
         req = CreateRequest(id=cid, bundle=bundle, spec=spec, config=config, state_dir=c.dir, fifo=fifo,
                             pid_file=opts.pid_file, console_socket=opts.console_socket,
-                            no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds or 0, warn=log.warning,
+                            no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds or 0, warn=log.warn_user,
                             hooks=RuntimeHooks(hooks, c.record, cid), rootfs=rootfs,
                             save_extra=lambda **kw: (c.extra.update(kw), c.save()),
                             caller_reaps=bool(opts.pid_file or opts.console_socket or opts.foreground),

@@ -90,7 +90,7 @@ def run(g, opts, pos):
             opts["console_socket"] = listener.path
     try:
         req = {"process": proc, "seccomp": seccomp, "preserve_fds": opts.preserve_fds or 0,
-               "console_socket": opts.console_socket, "warn": log.warning}
+               "console_socket": opts.console_socket, "warn": log.warn_user}
         if opts.cgroup:
             req["cgroup"] = opts.cgroup  # backends that cannot place it refuse the key
         pid = be.exec(c, req)

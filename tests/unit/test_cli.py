@@ -478,3 +478,19 @@ def test_plugin_verb_timeout_before_or_after_the_id():
     from rt.plugins.lxc_system.verbs import _timeout_and_id
     assert _timeout_and_id("stop", ["c1", "--timeout", "3"], "u") == ("3", "c1")
     assert _timeout_and_id("stop", ["-t", "3", "c1"], "u") == ("3", "c1")
+
+
+def test_a_plugin_warning_goes_to_the_log_or_else_to_stderr(tmp_path, capsys):
+    from rt.core import log
+    try:
+        log.configure(None, "text", False)
+        log.warn_user("left out: CAP_X")
+        assert 'level=warning msg="left out: CAP_X"' in capsys.readouterr().err
+        log.configure(str(tmp_path / "log.json"), "json", False)  # runc's rule: --log takes it all
+        log.warn_user("left out: CAP_Y")
+        assert capsys.readouterr().err == ""
+        import json
+        record = json.loads((tmp_path / "log.json").read_text())
+        assert (record["level"], record["msg"]) == ("warning", "left out: CAP_Y")
+    finally:
+        log.configure(None, "text", False)
