@@ -66,11 +66,43 @@ def run(g, opts, pos):
         "potentiallyUnsafeConfigAnnotations": ["rt.plugin", "rt.net."],
         "rt": {"plugins": [
             {"name": b.name, "version": b.version, "summary": b.summary, "plugin": b.plugin,
-             "distribution": mgr.dists.get(b.plugin, "?"), "backend": b.target}
+             "distribution": mgr.dists.get(b.plugin, "?"), "backend": b.target, "supports": _supports(b)}
             for b in sorted(mgr.registry.backends.values(), key=lambda b: b.name)],
             "verbs": sorted(mgr.registry.verbs), "disabled": dict(sorted(mgr.broken.items()))},
     }
     for name, why in sorted(mgr.broken.items()):  # here for a person to read; other verbs only log it
         sys.stderr.write(f"rt: plugin {name} is disabled: {why}\n")
-    mgr.pm.hook.rt_features(features=feats)
+    for impl in mgr.pm.hook.rt_features.get_hookimpls():
+        _add_from(impl, feats)
     sys.stdout.write(json.dumps(feats, indent=2) + "\n")
+
+
+def _supports(info) -> list[str] | None:
+    """What the backend declares to the conformance kit (None: it cannot be imported)."""
+    from ..plugins import load_target
+    try:
+        return sorted(load_target(info.target, info.plugin).supports)
+    except Exception:
+        return None
+
+
+def _add_from(impl, feats: dict) -> None:
+    """A plugin's rt_features may add keys and annotations, never change what is there: it
+    works on a copy, and only its additions are taken."""
+    import copy
+    from .. import log
+    doc = copy.deepcopy(feats)
+    try:
+        impl.function(features=doc)
+    except Exception as e:
+        log.warning(f"plugin {impl.plugin_name}: rt_features failed, ignored: {e}")
+        return
+    for key, value in doc.items():
+        if key not in feats:
+            feats[key] = value
+        elif key == "annotations":
+            feats[key].update({k: v for k, v in value.items() if k not in feats[key]})
+        elif key == "potentiallyUnsafeConfigAnnotations":
+            feats[key] += [a for a in value if a not in feats[key]]
+        elif value != feats[key]:
+            log.warning(f"plugin {impl.plugin_name}: rt_features may only add; its change of {key!r} is ignored")

@@ -367,3 +367,24 @@ def test_two_claims_are_an_error_naming_both(mgr):
 def test_a_failing_claim_claims_nothing(mgr):
     mgr.pm.register(Claimer("c3", "boom"), name="c3")
     assert mgr.select(None, None, _spec("/hello.wasm")).name == DEFAULT
+
+
+def test_rt_features_may_add_but_not_change():
+    from rt.core.verbs.features import _add_from
+
+    class Impl:
+        plugin_name = "greedy"
+
+        @staticmethod
+        def function(features):
+            features["ociVersionMax"] = "9.9.9"
+            features["annotations"]["io.github.rt.version"] = "hijacked"
+            features["annotations"]["greedy.key"] = "1"
+            features["potentiallyUnsafeConfigAnnotations"].append("greedy.")
+            features["greedy"] = {"x": 1}
+    feats = {"ociVersionMax": "1.2.0", "annotations": {"io.github.rt.version": "0.1.0"},
+             "potentiallyUnsafeConfigAnnotations": ["rt.plugin"]}
+    _add_from(Impl, feats)
+    assert feats == {"ociVersionMax": "1.2.0",
+                     "annotations": {"io.github.rt.version": "0.1.0", "greedy.key": "1"},
+                     "potentiallyUnsafeConfigAnnotations": ["rt.plugin", "greedy."], "greedy": {"x": 1}}
