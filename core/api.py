@@ -16,7 +16,7 @@ __all__ = ["API_VERSION", "Backend", "OciBackend", "open_container", "backend_of
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
            "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",
            "sealed_exec_helper", "spawn", "adopt_orphans", "require_caller", "NeedsCaller",
-           "Plan", "ExecPlan", "MountPlan", "DevicePlan", "ProcessPlan", "CapsPlan"]
+           "proc_start_time", "which", "process_env", "Plan", "ExecPlan", "MountPlan", "DevicePlan", "ProcessPlan", "CapsPlan"]
 
 _LAZY = {
     "hookimpl": ("pluggy", None),
@@ -44,6 +44,9 @@ _LAZY = {
     "open_container": (".store", "open_container"),
     "backend_of": (".verbs", "backend_of"),
     "parse_signal": (".signals", "parse_signal"),
+    "proc_start_time": (".procfacts", "proc_start_time"),
+    "which": (".procfacts", "which"),
+    "process_env": (".plan", "process_env"),
     "Ipam": (".net", "Ipam"),
     "IdRanges": (".idranges", "IdRanges"),
     "ensure_bridge": (".net", "ensure_bridge"),

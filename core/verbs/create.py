@@ -11,6 +11,11 @@ from ..store import FIFO, StoreError, atomic_write, check_id, proc_start_time, r
 from . import store
 
 
+def _systemd_booted() -> bool:
+    from ..systemd_cgroups import booted  # sd_booted(), as runc checks it
+    return booted()
+
+
 def load_spec(bundle: str):
     import msgspec
     from rt.spec import SpecError, load_config
@@ -58,7 +63,7 @@ def do_create(g, opts, cid: str):
     """Create a container; returns it locked. Nothing is left behind on failure."""
     st = store(g)
     check_id(cid)
-    if g.systemd_cgroup and not os.path.isdir("/run/systemd/system"):  # sd_booted(), as runc
+    if g.systemd_cgroup and not _systemd_booted():
         raise RtError("systemd not running on this host, cannot use systemd cgroups manager")
     if os.path.isdir(os.path.join(st.root, cid)):  # fail fast, before paying for msgspec and pluggy
         raise RtError(f"container with id exists: {cid}")

@@ -6,7 +6,7 @@ from ..errors import RtError, require_caller
 from ..store import atomic_write, check_id, proc_start_time, rfc3339_now
 from . import store
 from .checkpoint import supported
-from .create import _ignore_signals, _restore_signals, _Signalled, _SIGNALS, _trap_signals, load_spec
+from .create import _ignore_signals, _restore_signals, _Signalled, _SIGNALS, _systemd_booted, _trap_signals, load_spec
 
 _MS_BIND, _MS_REC, _MNT_DETACH = 4096, 16384, 2
 
@@ -110,7 +110,7 @@ def run(g, opts, pos):
     if opts.console_socket:
         raise RtError("restore --console-socket is not supported by rt: criu's command line cannot hand "
                       "over a terminal's pty master")
-    if g.systemd_cgroup and not os.path.isdir("/run/systemd/system"):
+    if g.systemd_cgroup and not _systemd_booted():
         raise RtError("systemd not running on this host, cannot use systemd cgroups manager")
     st = store(g)
     check_id(cid)

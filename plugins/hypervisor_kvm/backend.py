@@ -78,13 +78,6 @@ def choose_accel(want: str) -> tuple[str, str]:
     return "tcg", f"software emulation, because {problem}"
 
 
-def _which(name: str) -> str | None:
-    """shutil.which, without importing shutil on every create."""
-    dirs = [""] if "/" in name else os.environ.get("PATH", os.defpath).split(os.pathsep)
-    return next((p for p in (os.path.join(d, name) for d in dirs) if os.path.isfile(p) and os.access(p, os.X_OK)),
-                None)
-
-
 def find_virtiofsd() -> str | None:
     return next((p for p in VIRTIOFSD if os.access(p, os.X_OK)), None)
 
@@ -130,7 +123,7 @@ def _guest_seccomp(spec, warn=lambda m: None) -> dict | None:
 
 def _process(proc, rows_cols=None, seccomp: dict | None = None, warn=lambda m: None) -> dict:
     u = proc.user
-    out = {"args": list(proc.args), "env": list(proc.env), "cwd": proc.cwd or "/", "uid": u.uid, "gid": u.gid,
+    out = {"args": list(proc.args), "env": api.process_env(proc), "cwd": proc.cwd or "/", "uid": u.uid, "gid": u.gid,
            "gids": list(u.additional_gids), "umask": u.umask, "tty": bool(proc.terminal),
            "caps": api.capability_plan(proc.capabilities, warn), "nnp": bool(proc.no_new_privileges),
            "seccomp": seccomp}
@@ -181,7 +174,7 @@ class VmBackend(api.Backend):
         virtiofsd = find_virtiofsd()
         packed = rootfs_mode(vm.rootfs, virtiofsd, req.warn) == "initrd"
         qemu = (spec.vm.hypervisor.path if spec.vm and spec.vm.hypervisor else None) or "qemu-system-x86_64"
-        if _which(qemu) is None:
+        if api.which(qemu) is None:
             raise api.RtError(f"hypervisor_kvm: {qemu} is missing (apt-get install qemu-system-x86)")
         kernel_src = spec.vm.kernel.path if spec.vm else guest.default_kernel()
         kernel = guest.vmlinux(kernel_src, req.warn)
@@ -283,7 +276,7 @@ class VmBackend(api.Backend):
         if not any(os.path.exists(p) for p in SEABIOS):
             raise api.RtError("hypervisor_kvm: booting a disk image needs SeaBIOS (apt-get install seabios)")
         qemu = (spec.vm.hypervisor.path if spec.vm.hypervisor else None) or "qemu-system-x86_64"
-        if _which(qemu) is None:
+        if api.which(qemu) is None:
             raise api.RtError(f"hypervisor_kvm: {qemu} is missing (apt-get install qemu-system-x86)")
         req.warn("hypervisor_kvm: booting vm.image with its own bootloader; vm.kernel and process.args are not used")
         memory, cpus = _size(spec, vm)

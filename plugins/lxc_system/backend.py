@@ -12,7 +12,6 @@ from .settings import decode
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 HERE = os.path.dirname(os.path.abspath(__file__))
 MONITOR, MONITOR_C = os.path.join(HERE, "monitor.py"), os.path.join(HERE, "monitor.c")
-PR_SET_CHILD_SUBREAPER = 36
 NOTIFY = "/run/host/notify"  # the init's sd_notify socket, as systemd-nspawn places it
 # What systemd-nspawn keeps for a system container (systemd.io/CONTAINER_INTERFACE): MKNOD
 # and SYS_ADMIN included, the host-wide ones (SYS_MODULE, SYS_TIME, ...) left out.
@@ -27,11 +26,6 @@ SYSTEM_CAPS = [
 
 def container_uuid(cid: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rt:{cid}")).replace("-", "")
-
-
-def _start_time(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        return int(f.read().rsplit(b")", 1)[1].split()[19])
 
 
 def monitor_command(warn) -> list[str]:
@@ -165,8 +159,7 @@ class SystemBackend(api.OciBackend):
         if pid == 0:  # the keeper: create from here, then exec the monitor
             os.close(r)
             try:
-                import ctypes
-                ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+                api.adopt_orphans()  # in-process here (require_caller): the init's orphans come to us
                 self._keeper = True
                 req.save_extra(keeper=True)
                 created = super().create(req)
@@ -213,7 +206,7 @@ class SystemBackend(api.OciBackend):
         if not spawn:
             self._monitor_argv = argv + ["--", sys.executable, "-m", "rt.core", "--root",
                                          os.path.dirname(req.state_dir), "reboot", req.id]
-            req.save_extra(monitor={"pid": os.getpid(), "start": _start_time(os.getpid())})
+            req.save_extra(monitor={"pid": os.getpid(), "start": api.proc_start_time(os.getpid())[0]})
             return ours.detach()
         null = log = -1
         try:  # the caller's child, as the init is (under the core: its front end forks it)
@@ -227,7 +220,7 @@ class SystemBackend(api.OciBackend):
             for f in (fd, nfd, null, log):
                 if f >= 0:
                     os.close(f)
-        req.save_extra(monitor={"pid": pid, "start": _start_time(pid)})
+        req.save_extra(monitor={"pid": pid, "start": api.proc_start_time(pid)[0]})
         return ours.detach()
 
     def _exec_monitor(self, req) -> None:
@@ -307,7 +300,7 @@ class SystemBackend(api.OciBackend):
     @staticmethod
     def _kill_monitor(mon: dict) -> None:
         try:
-            if mon["pid"] != os.getpid() and _start_time(mon["pid"]) == mon["start"]:
+            if mon["pid"] != os.getpid() and (api.proc_start_time(mon["pid"]) or (None,))[0] == mon["start"]:
                 os.kill(mon["pid"], 9)
         except (OSError, ValueError, IndexError):
             pass
