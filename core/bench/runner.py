@@ -49,11 +49,10 @@ class Ctx:
     def check_plugin(self, plugin: str, bundle: str) -> None:
         """What `rt create` would say about this bundle under `plugin`, without creating."""
         from ..errors import RtError
+        from ..admission import admit
         from ..plugins import Manager
-        from ..verbs.create import load_spec
         try:
-            spec, _, _ = load_spec(bundle)
-            Manager().load().pm.hook.rt_check_spec(spec=spec, plugin=plugin)
+            admit(bundle, plugin, mgr=Manager().load(), runs_hooks=False, override=True)
         except (RtError, ValueError) as e:
             raise NotApplicable(getattr(e, "msg", None) or str(e))
 
@@ -261,7 +260,7 @@ def _interrupt(signum, frame):
 
 
 def make_ctx(bundle: str, tmp: str, *, idle: list[str], true: list[str], init: list[str], rt_argv: list[str]) -> Ctx:
-    from ..verbs.create import load_spec
+    from ..admission import load_spec
     load_spec(bundle)  # a bundle that is not valid OCI is bad input, not a per-target result
     return Ctx(os.path.abspath(bundle), load_config(bundle), tmp, idle=idle, true=true, init=init, rt_argv=rt_argv)
 

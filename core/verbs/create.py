@@ -7,40 +7,14 @@ from ..backend import CreateRequest
 from ..cli import need_id
 from ..errors import RtError, require_caller
 from ..plugins import Manager, load_target
-from ..store import FIFO, StoreError, atomic_write, check_id, proc_start_time, rfc3339_now
+from ..admission import admit, load_spec  # noqa: F401  (load_spec: for callers of 1.0)
+from ..store import FIFO, StoreError, atomic_write, check_id, proc_start_time
 from . import store
 
 
 def _systemd_booted() -> bool:
     from ..systemd_cgroups import booted  # sd_booted(), as runc checks it
     return booted()
-
-
-def load_spec(bundle: str):
-    import msgspec
-    from rt.spec import SpecError, load_config
-    try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise RtError(f"config.json: $: cannot read config.json: {e.strerror}")
-    try:
-        spec = load_config(raw)
-    except SpecError as e:
-        raise RtError(str(e))
-    return spec, msgspec.to_builtins(spec), raw
-
-
-def _check_rootfs(rootfs: str) -> None:
-    import stat
-    try:
-        mode = os.stat(rootfs).st_mode
-    except FileNotFoundError:
-        raise RtError(f"rootfs ({rootfs}) does not exist")
-    except OSError as e:  # runc: "invalid rootfs: stat PATH: REASON"
-        raise RtError(f"invalid rootfs: stat {rootfs}: {e.strerror}")
-    if not stat.S_ISDIR(mode):
-        raise RtError(f"invalid rootfs: {rootfs}: not a directory")
 
 
 def rootless(g) -> bool:
@@ -67,29 +41,9 @@ def do_create(g, opts, cid: str):
         raise RtError("systemd not running on this host, cannot use systemd cgroups manager")
     if os.path.isdir(os.path.join(st.root, cid)):  # fail fast, before paying for msgspec and pluggy
         raise RtError(f"container with id exists: {cid}")
-    bundle = os.path.abspath(opts.bundle or ".")
-    if not os.path.isdir(bundle):
-        raise RtError(f"bundle {bundle}: no such directory")
-    spec, config, raw = load_spec(bundle)
-    if spec.hooks is not None and any(getattr(spec.hooks, k) for k in ("prestart", "create_runtime", "poststart",
-                                                                       "poststop")):
-        require_caller("runtime hooks run in the caller's process, cgroup and environment")
-    mgr = Manager.shared()
-    info = mgr.select(g.plugin, spec.annotations, spec)
-    from rt.spec import SpecError
-    try:
-        mgr.pm.hook.rt_check_spec(spec=spec, plugin=info.name)
-    except SpecError as e:
-        raise RtError(str(e))
-    if spec.root is None or not spec.root.path:
-        raise RtError("config.json: $.root.path: a root filesystem is required")
-    rootfs = os.path.join(bundle, spec.root.path)  # an absolute root.path stays as it is
-    _check_rootfs(rootfs)
-    record = {
-        "bundle": bundle, "rootfs": rootfs, "created": rfc3339_now(),
-        "owner": "", "annotations": spec.annotations or {}, "plugin": info.name, "plugin_ep": info.plugin,
-        "plugin_version": info.version, "backend": info.target, "pid": 0, "extra": {},
-    }
+    adm = admit(opts.bundle or ".", g.plugin)
+    bundle, spec, config, raw, info, rootfs = adm.bundle, adm.spec, adm.config, adm.raw, adm.info, adm.rootfs
+    record = adm.record()
     c = created = None
     handlers = _trap_signals()  # SIGTERM/SIGHUP roll back too, as a failure does
     try:

@@ -3,10 +3,11 @@ import os
 from .. import log
 from ..cli import need_id
 from ..errors import RtError, require_caller
-from ..store import atomic_write, check_id, proc_start_time, rfc3339_now
+from ..store import atomic_write, check_id, proc_start_time
 from . import store
 from .checkpoint import supported
-from .create import _ignore_signals, _restore_signals, _Signalled, _SIGNALS, _systemd_booted, _trap_signals, load_spec
+from ..admission import admit
+from .create import _ignore_signals, _restore_signals, _Signalled, _SIGNALS, _systemd_booted, _trap_signals
 
 _MS_BIND, _MS_REC, _MNT_DETACH = 4096, 16384, 2
 
@@ -116,10 +117,9 @@ def run(g, opts, pos):
     check_id(cid)
     if os.path.isdir(os.path.join(st.root, cid)):
         raise RtError(f"container with id exists: {cid}")
-    bundle = os.path.abspath(opts.bundle or ".")
-    spec, config, raw = load_spec(bundle)
-    from ..plugins import Manager, load_target
-    info = Manager.shared().select(g.plugin, spec.annotations, spec)
+    adm = admit(opts.bundle or ".", g.plugin, runs_hooks=False)
+    bundle, spec, config, raw, info, rootfs = adm.bundle, adm.spec, adm.config, adm.raw, adm.info, adm.rootfs
+    from ..plugins import load_target
     supported(info.name, load_target(info.target, info.plugin)(), "restore")
     path = criu.binary(g)
     criu.check(path)
@@ -127,14 +127,7 @@ def run(g, opts, pos):
     if not os.path.exists(os.path.join(image, "inventory.img")):
         raise RtError(f"restore {cid}: {image} holds no checkpoint (no inventory.img)")
     image, work = criu.image_dirs(opts)
-    if spec.root is None or not spec.root.path:
-        raise RtError("config.json: $.root.path: a root filesystem is required")
-    rootfs = os.path.join(bundle, spec.root.path)
-    if not os.path.isdir(rootfs):
-        raise RtError(f"rootfs ({rootfs}) does not exist")
-    record = {"bundle": bundle, "rootfs": rootfs, "created": rfc3339_now(), "owner": "",
-              "annotations": spec.annotations or {}, "plugin": info.name, "plugin_ep": info.plugin,
-              "plugin_version": info.version, "backend": info.target, "pid": 0, "extra": {}}
+    record = adm.record()
     c = cg = home = None
     root = fds = None
     handlers = _trap_signals()
