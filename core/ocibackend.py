@@ -172,8 +172,8 @@ class OciBackend(Backend):
             if cause:  # what killed the init, by name
                 raise RtError(cause) from None
             raise
-        return Created(launched.pid, {k: v for k, v in req.extra.items()
-                                      if k in ("cgroup", "host_mounts") or k.startswith("systemd_")}
+        # everything saved on the way, the subclass's keys too, but the steps' own scaffolding
+        return Created(launched.pid, {k: v for k, v in req.extra.items() if k not in ("cgroup_pending", "mounts_base")}
                        | {"cgroup": path})
 
     @staticmethod

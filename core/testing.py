@@ -98,22 +98,37 @@ def kit_config(rootfs: str, args: list[str]) -> dict:
 
 
 class Kit:
-    """The runtime under test, with its own --root, and bundles for it."""
+    """The runtime under test, with its own --root, and bundles for it. A plugin's own tests
+    can use it as their CLI runner too: Kit(path, plugin, root, work="", tree="", env=...)."""
 
-    def __init__(self, runtime: str, plugin: str | None, root: str, work: str, tree: str):
+    def __init__(self, runtime: str, plugin: str | None, root: str, work: str, tree: str,
+                 cgroup_parent: str = "rt-kit", env: dict | None = None):
         self.path, self.plugin, self.root, self.work, self.tree = runtime, plugin, root, work, tree
+        self.cgroup_parent = cgroup_parent  # every bundle's cgroup is below it: kit runs never collide
+        self.env = env  # None: ours
+        self.cgroups: list[str] = []
         self.is_rt = os.path.basename(runtime).startswith("rt")
         self.ids: set[str] = set()
         self.pidfds: list[int] = []
-        self.backend = None
-        if self.is_rt:
-            from rt.core.plugins import Manager, load_target
-            info = Manager().load().select(plugin, None)
-            self.backend = load_target(info.target, info.plugin)
-        from rt.core.conformance import CAPABILITIES
-        self.supports = set(CAPABILITIES) if self.backend is None else set(self.backend.supports)
+        self._backend = False
 
-    def __call__(self, *args, check=False, input=None, timeout=120, detach=False):
+    @property
+    def backend(self):
+        """The backend class under test (None for another runtime, such as runc)."""
+        if self._backend is False:
+            self._backend = None
+            if self.is_rt:
+                from rt.core.plugins import Manager, load_target
+                info = Manager().load().select(self.plugin, None)
+                self._backend = load_target(info.target, info.plugin)
+        return self._backend
+
+    @property
+    def supports(self) -> set[str]:
+        from rt.core.conformance import CAPABILITIES
+        return set(CAPABILITIES) if self.backend is None else set(self.backend.supports)
+
+    def __call__(self, *args, check=False, input=None, timeout=120, detach=False, env=None):
         glob = ["--root", self.root] + (["--plugin", self.plugin] if self.is_rt and self.plugin else [])
         cmd = [self.path, *glob, *args]
         if args[0] in ("create", "run"):
@@ -122,7 +137,7 @@ class Kit:
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             p = subprocess.run(cmd, input=input, stdin=None if input is not None else subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL if detach else out, stderr=err, timeout=timeout,
-                               text=True)
+                               text=True, env=env or self.env)
             out.seek(0)
             err.seek(0)
             p.stdout, p.stderr = ("" if detach else out.read()), err.read()
@@ -135,11 +150,9 @@ class Kit:
 
     def wait_status(self, cid: str, want: str, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
-        while True:
-            s = self.state(cid)["status"]
-            if s == want or time.monotonic() > deadline:
-                return s
+        while (s := self.state(cid)["status"]) != want and time.monotonic() < deadline:
             time.sleep(0.05)
+        return s
 
     def track(self, cid: str) -> int:
         """The container's pid; the kit checks at teardown that it has exited."""
@@ -166,6 +179,8 @@ class Kit:
                 f.write(text)
         args = list(action) if isinstance(action, list) else self.workload(rootfs, action, *params)
         cfg = kit_config(rootfs, args)
+        cfg["linux"]["cgroupsPath"] = f"/{self.cgroup_parent}/{os.path.basename(d)}"
+        self.cgroups.append(cfg["linux"]["cgroupsPath"])
         if edit:
             edit(cfg)
         with open(os.path.join(d, "config.json"), "w") as f:
@@ -273,24 +288,23 @@ def _mounts() -> set[str]:
         return {line.split()[4] for line in f}
 
 
-def _cgroups(ids) -> set[str]:
-    out = set()
-    for base in ["", *os.listdir("/sys/fs/cgroup")]:
-        for cid in ids:
-            for top in ("rt", "user.slice", "system.slice"):
-                d = os.path.join("/sys/fs/cgroup", base, top, cid)
-                if os.path.isdir(d):
-                    out.add(d)
-    return out
+def cgroup_dirs(path: str) -> list[str]:
+    """The directories of a cgroup path in every mounted hierarchy (v1, hybrid or v2)."""
+    return [d for d in (os.path.join("/sys/fs/cgroup", base, path.lstrip("/"))
+                        for base in ["", *os.listdir("/sys/fs/cgroup")]) if os.path.isdir(d)]
 
 
 @pytest.fixture(scope="session")
 def kit_base():
-    """The kit's directory: one that a user namespace's root can walk to (pytest's are 0700)."""
+    """The kit's directory: one that a user namespace's root can walk to (pytest's are 0700).
+    Its name is also the parent cgroup of the session's containers, removed at the end."""
     base = tempfile.mkdtemp(prefix="rt-kit-", dir="/var/tmp")
     os.chmod(base, 0o755)
     yield base
     shutil.rmtree(base, ignore_errors=True)
+    for d in sorted(cgroup_dirs(os.path.basename(base)), key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 @pytest.fixture(scope="session")
@@ -305,7 +319,7 @@ def kit(request, kit_base, kit_tree):
     os.chmod(work, 0o755)
     runtime = request.config.getoption("--rt-runtime") or _rt()
     k = Kit(shutil.which(runtime) or runtime, request.config.getoption("--rt-plugin"),
-            os.path.join(work, "state"), work, kit_tree)
+            os.path.join(work, "state"), work, kit_tree, cgroup_parent=os.path.basename(kit_base))
     for mark in request.node.iter_markers("needs"):
         missing = set(mark.args) - k.supports
         if missing:
@@ -324,7 +338,7 @@ def kit(request, kit_base, kit_tree):
             problems.append(f"the resident core served none of the check's requests: {status.stdout}{status.stderr}")
     leaked = {m for m in _mounts() - mounts if m.startswith(work) or "/rt/" in m}
     problems += [f"mount {m} leaked" for m in sorted(leaked)]
-    problems += [f"cgroup {c} leaked" for c in sorted(_cgroups(k.ids))]
+    problems += [f"cgroup {d} leaked" for c in k.cgroups for d in cgroup_dirs(c)]
     assert not problems, "; ".join(problems)
 
 

@@ -776,6 +776,8 @@ def container_init(plan, wfd, rfd, fifo, listener):
         write_sysctls(plan)
         if caller_ns_mounts(plan):
             finish_rootfs(plan)
+    else:  # no rootfs (a host process, as rt-wasm's): the caller's /proc shows our own namespaces
+        write_sysctls(plan)
     if plan["hostname"] is not None:
         h = b(plan["hostname"])
         check(libc.sethostname(h, len(h)), "sethostname")

@@ -486,3 +486,12 @@ def test_a_system_containers_monitor_is_the_callers_not_the_cores(runtime, core,
         assert "rt-core-" not in f.read()
     runtime("delete", "-f", "mon", check=True)
     assert core.status()["fallbacks"] == 0, core.log()
+
+
+def test_a_pythonpath_runs_in_process(runtime, core, tmp_path):
+    """Plugins on PYTHONPATH are found in-process only (the core runs python -I)."""
+    before = core.status()["fallbacks"]
+    p = runtime("list", env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert p.returncode == 0, p.stderr
+    assert core.status()["fallbacks"] == before + 1
+    assert "PYTHONPATH is set" in core.log()
