@@ -1,8 +1,9 @@
 """In the guest: a workload's capabilities, no_new_privs and seccomp filter, applied by the
 agent's child between fork and execve in runc's order. The work is done by rt's own stub
-(rt.shim.stub, shipped to /rt beside this file), as for containers on the host; the
-filter is the BPF the host compiled with libseccomp."""
-import stub
+(its process layer, rt.shim.stub_security and stub_sys, shipped to /rt beside this file), as
+for containers on the host; the filter is the BPF the host compiled with libseccomp."""
+import stub_security as stub
+from stub_sys import PR_SET_NO_NEW_PRIVS
 
 
 def before_setuid(caps: dict | None, uid: int, nnp: bool = False, seccomp: dict | None = None) -> None:
@@ -23,7 +24,7 @@ def after_setuid(caps: dict | None, nnp: bool, seccomp: dict | None) -> None:
     if caps is not None:
         stub.apply_caps(caps)
     if nnp:
-        stub.check(stub.libc.prctl(stub.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+        stub.check(stub.libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
         if seccomp:
             _load(seccomp)  # as late as possible, so the filter sees only the workload
 

@@ -212,7 +212,9 @@ def pack_rootfs(base: str, rootfs: str, out: str, memory_mb: int) -> str:
 
 
 def _agent_sources() -> list[str]:
-    return [os.path.join(HERE, f"{n}.py") for n in AGENT_FILES] + [api.stub_path]
+    shim = os.path.dirname(api.stub_path)  # the stub's process layer, which confine.py uses
+    return [os.path.join(HERE, f"{n}.py") for n in AGENT_FILES] + [os.path.join(shim, f"{n}.py")
+                                                                   for n in ("stub_sys", "stub_security")]
 
 
 def _libraries(binary: str) -> list[str]:

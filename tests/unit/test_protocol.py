@@ -28,6 +28,9 @@ MESSAGES = [
 
 @pytest.fixture(scope="module")
 def stub():
+    import sys
+    if os.path.dirname(STUB_PATH) not in sys.path:  # its modules beside it, as STUB_CMD finds them
+        sys.path.append(os.path.dirname(STUB_PATH))
     spec = importlib.util.spec_from_file_location("rt_test_stub", STUB_PATH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # only defines functions; main() is guarded
