@@ -14,7 +14,7 @@ API_VERSION = "1.1"
 __all__ = ["API_VERSION", "Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
-           "delete_link", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",
+           "delete_link", "attach_network", "release_network", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",
            "sealed_exec_helper", "spawn", "adopt_orphans", "require_caller", "NeedsCaller",
            "proc_start_time", "which", "process_env", "Plan", "ExecPlan", "MountPlan", "DevicePlan", "ProcessPlan", "CapsPlan"]
 
@@ -53,6 +53,8 @@ _LAZY = {
     "add_veth": (".net", "add_veth"),
     "add_tap": (".net", "add_tap"),
     "delete_link": (".net", "delete_link"),
+    "attach_network": (".net", "attach"),
+    "release_network": (".net", "release"),
     "mac_for": (".net", "mac_for"),
     "link_name": (".net", "link_name"),
     "console_size": (".console", "size_of"),

@@ -337,3 +337,44 @@ def delete_link(name: str) -> bool:
     meanwhile counts as removed: a veth goes by itself once its peer's netns is gone."""
     with _ipr() as ip:
         return _delete(ip, name)
+
+
+# --- the whole attach/release, as every kind with its own interface does it -------------------
+def attach(req, net, *, kind: str, prefix: str, pid: int | None = None) -> dict:
+    """Give container req.id an interface on net.bridge (net: api.net_settings): lease an
+    address, make sure the bridge exists, and make a veth whose peer goes into the network
+    namespace of `pid` (kind "veth"), or a tap for a VM (kind "tap"). Each step is recorded
+    with req.save_extra(net=...) before the next, so `release` undoes just what was done, also
+    after a failure half-way. Returns {"link", "address", "gateway", "mac", "ifname"}."""
+    root = os.path.dirname(req.state_dir)
+    ipam = Ipam(root, net.subnet)
+    link = link_name(prefix, req.id)
+    saved = {"subnet": net.subnet, "bridge": net.bridge}
+    req.save_extra(net=saved)
+    address = ipam.lease(req.id, net.address)
+    ensure_bridge(net.bridge, ipam.gateway, lock_dir=ipam.dir)
+    mac = mac_for(req.id)
+
+    def made():  # the link once it is ours: one that existed before is not
+        req.save_extra(net=dict(saved, link=link))
+    if kind == "veth":
+        add_veth(link, net.bridge, pid, net.ifname, address, ipam.gateway, mac, on_made=made)
+    elif kind == "tap":
+        add_tap(link, net.bridge, on_made=made)
+    else:
+        raise ValueError(f"unknown link kind {kind!r}")
+    req.save_extra(net=dict(saved, link=link, address=str(address)))
+    return {"link": link, "address": address, "gateway": ipam.gateway, "mac": mac, "ifname": net.ifname}
+
+
+def release(root: str, cid: str, saved: dict | None) -> None:
+    """Undo `attach` from what it recorded (the container's extra["net"]): delete the link,
+    and return the address lease whatever happened to the link."""
+    if not saved:
+        return
+    link = saved.get("link") or saved.get("host_if") or saved.get("tap")  # the latter two: records of rt 0.1
+    try:
+        if link:
+            delete_link(link)
+    finally:
+        Ipam(root, saved["subnet"]).release(cid)

@@ -240,29 +240,14 @@ class VmBackend(api.Backend):
         net = api.net_settings(req.spec.annotations)
         if net is None:
             return
-        root = os.path.dirname(req.state_dir)
-        ipam = api.Ipam(root, net.subnet)
-        tap = api.link_name("rtt", req.id)
-        req.save_extra(net={"subnet": net.subnet})  # the tap once it is ours: one that exists is not
-        address = ipam.lease(req.id, net.address)
-        api.ensure_bridge(net.bridge, ipam.gateway, lock_dir=ipam.dir)
-        api.add_tap(tap, net.bridge, on_made=lambda: req.save_extra(net={"subnet": net.subnet, "tap": tap}))
-        mac = api.mac_for(req.id)
-        plan.update(tap=tap, mac=mac)
-        plan["create"]["net"] = {"ifname": net.ifname, "mac": mac, "address": str(address),
-                                 "gateway": str(ipam.gateway.ip)}
-        req.save_extra(net={"subnet": net.subnet, "tap": tap, "address": str(address)})
+        link = api.attach_network(req, net, kind="tap", prefix="rtt")
+        plan.update(tap=link["link"], mac=link["mac"])
+        plan["create"]["net"] = {"ifname": link["ifname"], "mac": link["mac"], "address": str(link["address"]),
+                                 "gateway": str(link["gateway"].ip)}
 
     @staticmethod
     def _release_net(cid: str, state_dir: str, extra: dict) -> None:
-        net = extra.get("net")
-        if not net:
-            return
-        try:
-            if net.get("tap"):
-                api.delete_link(net["tap"])
-        finally:  # the lease goes back whatever happened to the tap
-            api.Ipam(os.path.dirname(state_dir), net["subnet"]).release(cid)
+        api.release_network(os.path.dirname(state_dir), cid, extra.get("net"))
 
     def _create_image(self, req, vm, accel):
         """A whole OS from vm.image: firmware, the image's bootloader and kernel, no agent."""

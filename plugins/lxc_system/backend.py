@@ -110,19 +110,8 @@ class SystemBackend(api.OciBackend):
 
     def on_child(self, req, pid: int) -> None:
         net, _ = decode(req.spec.annotations)
-        if net is None:
-            return
-        root = os.path.dirname(req.state_dir)
-        ipam = api.Ipam(root, net.subnet)
-        host_if = api.link_name("rtv", req.id)
-        # saved before each step, so that release (also after a failed create) undoes just what was done
-        saved = {"subnet": net.subnet, "bridge": net.bridge}
-        req.save_extra(net=saved)
-        address = ipam.lease(req.id, net.address)
-        api.ensure_bridge(net.bridge, ipam.gateway, lock_dir=ipam.dir)
-        api.add_veth(host_if, net.bridge, pid, net.ifname, address, ipam.gateway, api.mac_for(req.id),
-                     on_made=lambda: req.save_extra(net=dict(saved, host_if=host_if)))
-        req.save_extra(net=dict(saved, host_if=host_if, address=str(address)))
+        if net is not None:
+            api.attach_network(req, net, kind="veth", prefix="rtv", pid=pid)
 
     @staticmethod
     def _unprivileged(req, plan) -> None:
@@ -284,10 +273,8 @@ class SystemBackend(api.OciBackend):
             steps.append(("id range", lambda: api.IdRanges(root).release(c.id)))
         if c.extra.get("monitor"):
             steps.append(("monitor", lambda: self._kill_monitor(c.extra["monitor"])))
-        if net and net.get("host_if"):
-            steps.append((f"veth {net['host_if']}", lambda: api.delete_link(net["host_if"])))
         if net:
-            steps.append((f"address lease in {net['subnet']}", lambda: api.Ipam(root, net["subnet"]).release(c.id)))
+            steps.append((f"network in {net['subnet']}", lambda: api.release_network(root, c.id, net)))
         failed = []
         for what, step in steps:
             try:
