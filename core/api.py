@@ -12,7 +12,7 @@ from .errors import NeedsCaller, NotFound, NotSupported, RtError, require_caller
 API_VERSION = "1.1"
 
 __all__ = ["API_VERSION", "Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
-           "Cgroup", "CgroupLayout", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
+           "Cgroup", "CgroupLayout", "claim_cgroup", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
            "delete_link", "attach_network", "release_network", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",
            "sealed_exec_helper", "spawn", "adopt_orphans", "require_caller", "NeedsCaller",
@@ -21,6 +21,7 @@ __all__ = ["API_VERSION", "Backend", "OciBackend", "open_container", "backend_of
 _LAZY = {
     "hookimpl": ("pluggy", None),
     "Cgroup": (".cgroups", "Cgroup"),
+    "claim_cgroup": (".ocibackend", "CgroupClaim"),
     "CgroupLayout": (".cgroups", "Layout"),
     "normalize_cgroup_path": (".cgroups", "normalize_path"),
     "build_plan": (".plan", "build_plan"),

@@ -62,13 +62,7 @@ class OciBackend(Backend):
         if unit is not None and cg.layout.mode != "v2":
             raise RtError(f"--systemd-cgroup: rt's systemd driver needs pure cgroup v2 (this host is "
                           f"{cg.layout.mode}): on v1, systemd rewrites its units' devices cgroup")
-        for d in cg.dirs().values():  # room for its files: the kernel takes paths below PATH_MAX
-            if len(d.encode()) + len("/cgroup.subtree_control") >= 4096:
-                raise RtError(f"config.json: $.linux.cgroupsPath: {len(path.encode())} bytes long: too long for "
-                              f"a cgroup below {d[:len(d) - len(path)] or '/'} (paths take at most 4095 bytes)")
-        if not cg.dirs():
-            raise RtError("no cgroup hierarchy is mounted on this host (no cgroup or cgroup2 filesystem "
-                          "is where /proc/self/mountinfo says)")
+        _check_room(cg, path)
         # known before its directory may be made, yet not ours to kill until the check has passed
         req.save_extra(cgroup_pending=path)
         if unit is not None:  # systemd makes it, and starts one unit of a name at a time
@@ -80,10 +74,7 @@ class OciBackend(Backend):
                 raise
             return self._create_rootless(req, path, e)
         try:
-            busy = cg.procs(everywhere=True)
-            if busy:  # someone else's (another root's container, a service): never ours to kill
-                raise RtError(f"container's cgroup is not empty: {len(busy)} process(es) found in {path} "
-                              "(linux.cgroupsPath must name a cgroup of this container alone)")
+            _refuse_busy(cg, path)
             return self._create_in(req, cg, path, unit)
         finally:
             os.close(lock)
@@ -481,6 +472,67 @@ def _stop_unit(extra: dict, warn) -> None:
         if warn is None:
             raise RtError(f"delete: {e}") from None
         warn(f"cannot stop systemd unit {name}: {e}")
+
+
+def _check_room(cg, path: str) -> None:
+    """A cgroupsPath the kernel can take, on a host with cgroups."""
+    for d in cg.dirs().values():  # room for its files: the kernel takes paths below PATH_MAX
+        if len(d.encode()) + len("/cgroup.subtree_control") >= 4096:
+            raise RtError(f"config.json: $.linux.cgroupsPath: {len(path.encode())} bytes long: too long for "
+                          f"a cgroup below {d[:len(d) - len(path)] or '/'} (paths take at most 4095 bytes)")
+    if not cg.dirs():
+        raise RtError("no cgroup hierarchy is mounted on this host (no cgroup or cgroup2 filesystem "
+                      "is where /proc/self/mountinfo says)")
+
+
+def _refuse_busy(cg, path: str) -> None:
+    busy = cg.procs(everywhere=True)
+    if busy:  # someone else's (another root's container, a service): never ours to kill
+        raise RtError(f"container's cgroup is not empty: {len(busy)} process(es) found in {path} "
+                      "(linux.cgroupsPath must name a cgroup of this container alone)")
+
+
+class CgroupClaim:
+    """`with api.claim_cgroup(req) as cg:` the container's cgroup, for a kind that makes its own
+    (a VM's shim) rather than using OciBackend. It checks linux.cgroupsPath, takes the cgroup's
+    lock, refuses a cgroup that has processes (someone else's: never ours to kill or remove),
+    records it in req.extra["cgroup"] and makes it. The lock is held until the block ends, by
+    which time the kind's processes have joined: two creates cannot both find it empty. An
+    exception in the block kills what joined and removes the cgroup."""
+
+    def __init__(self, req):
+        self.req, self.lock, self.cg = req, None, None
+
+    def __enter__(self):
+        linux = self.req.spec.linux
+        try:
+            path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", self.req.id)
+        except ValueError as e:
+            raise RtError(f"config.json: $.linux.cgroupsPath: {e}")
+        cg = api.Cgroup(path)
+        _check_room(cg, path)
+        self.lock = _lock_cgroup(cg)
+        try:
+            _refuse_busy(cg, path)
+            self.req.save_extra(cgroup=path)  # ours from here on
+            self.cg = cg
+            cg.create()
+        except BaseException:
+            os.close(self.lock)
+            raise
+        return cg
+
+    def __exit__(self, kind, e, tb):
+        try:
+            if kind is not None and self.cg is not None:
+                try:
+                    self.cg.kill_all()
+                    self.cg.destroy()
+                except OSError as why:  # the error to report is the one that made us roll back
+                    self.req.warn(f"create {self.req.id}: cannot remove cgroup {self.cg.path}: {why.strerror}")
+        finally:
+            os.close(self.lock)
+        return False
 
 
 def _lock_cgroup(cg) -> int:

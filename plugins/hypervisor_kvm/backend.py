@@ -209,32 +209,26 @@ class VmBackend(api.Backend):
     def _launch(self, req, plan: dict, module: str, terminal: bool = False) -> tuple[str, int]:
         """The cgroup, network, plan and shim, then prestart and createRuntime hooks on the
         host once the VM exists. On any failure nothing is left. Returns (cgroup, pid)."""
-        spec = req.spec
         if getattr(req, "systemd_cgroup", False):  # an older rt's request has no such field
             raise api.RtError("hypervisor_kvm: --systemd-cgroup is not supported yet (rt makes the VM's cgroup "
                               "itself; use the cgroupfs manager for VMs)")
-        path = api.normalize_cgroup_path(spec.linux.cgroups_path if spec.linux else "", req.id)
-        req.save_extra(cgroup=path)
-        cg = api.Cgroup(path)
         try:
-            cg.create()
-            self._network(req, plan)
-            with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
-                json.dump(plan, f)
-            tty = self._terminal(req, plan) if terminal else None
-            try:
-                pid = self._spawn_shim(req, cg, plan, module, stdio=tty)
-            finally:
-                if tty is not None:
-                    os.close(tty)
-            if req.hooks:
-                req.hooks.create_runtime(pid)
+            with api.claim_cgroup(req) as cg:  # never one with processes: those are someone else's
+                self._network(req, plan)
+                with open(os.path.join(req.state_dir, "vm.json"), "w") as f:
+                    json.dump(plan, f)
+                tty = self._terminal(req, plan) if terminal else None
+                try:
+                    pid = self._spawn_shim(req, cg, plan, module, stdio=tty)
+                finally:
+                    if tty is not None:
+                        os.close(tty)
+                if req.hooks:
+                    req.hooks.create_runtime(pid)
         except BaseException:
-            cg.kill_all()
-            cg.destroy()
             self._release_net(req.id, req.state_dir, req.extra)
             raise
-        return path, pid
+        return cg.path, pid
 
     def _network(self, req, plan) -> None:
         net = api.net_settings(req.spec.annotations)

@@ -1,5 +1,6 @@
 """hypervisor_kvm: the busybox bundle in a QEMU microvm (TCG here, as /dev/kvm is PVM),
 with its own kernel, through the real CLI; nothing (QEMU, virtiofsd, cgroup, tap) left over."""
+import contextlib
 import hashlib
 import json
 import os
@@ -268,6 +269,30 @@ def test_kernel_that_never_reaches_the_agent_times_out_with_console_tail(runtime
     assert p.returncode == 1
     assert "did not come up (timed out); guest console:" in p.stderr
     assert "Linux version" in p.stderr or "Run /bin/busybox" in p.stderr
+
+
+def test_a_cgroup_in_use_is_refused_and_left_alone(runtime, vm_bundle, clean):
+    """A cgroupsPath naming someone else's cgroup (here our own sleep's) is not taken over:
+    create fails and the process in it lives on (it once killed it at delete)."""
+    dirs = [os.path.join("/sys/fs/cgroup", c, "rt-test-vm-victim") for c in os.listdir("/sys/fs/cgroup")
+            if os.path.exists(os.path.join("/sys/fs/cgroup", c, "cgroup.procs"))]
+    victim = subprocess.Popen(["sleep", "1000"])
+    try:
+        for d in dirs:
+            os.makedirs(d, exist_ok=True)
+            with contextlib.suppress(OSError), open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(victim.pid))  # v1 cpuset refuses a task until cpus are set: no matter
+        b = vm_bundle(["true"], edit=lambda c: c["linux"].update(cgroupsPath="/rt-test-vm-victim"))
+        p = runtime("run", "--bundle", b, "vm-victim")
+        assert p.returncode != 0 and "container's cgroup is not empty" in p.stderr, p.stderr
+        assert runtime("delete", "--force", "vm-victim").returncode == 0
+        assert victim.poll() is None, "the process in the cgroup was killed"
+    finally:
+        victim.kill()
+        victim.wait()
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
 
 
 def test_bad_annotations_and_host_namespaces(runtime, vm_bundle, clean):
