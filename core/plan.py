@@ -374,7 +374,7 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "readonly_paths": list(linux.readonly_paths) if linux else [],
         "hostname": spec.hostname or None,
         "domainname": spec.domainname or None,
-        "sysctl": sorted((linux.sysctl if linux else {}).items()),
+        "sysctl": _sysctls(linux),
         "loopback": "network" in unshare,
         "rlimits": [(RLIMIT_NUMBERS[r.type], r.soft, r.hard, r.type) for r in proc.rlimits],
         "personality": {"LINUX": 0x0000, "LINUX32": 0x0008}[linux.personality.domain]
@@ -387,6 +387,30 @@ def build_plan(spec, *, rootfs: str, fifo: str | None, bundle: str | None = None
         "hook_sync": any(k in hooks for k in ("prestart", "createRuntime", "createContainer")),
         "process": process_plan(proc, warn),
     })
+
+
+_NS_FILE = {"network": "net", "ipc": "ipc", "uts": "uts"}
+
+
+def _sysctls(linux) -> list[tuple[str, str]]:
+    """linux.sysctl, refused (as runc) where the namespace it writes is joined by a path that is
+    the host's own: validation sees only that the spec names the namespace."""
+    if not linux or not linux.sysctl:
+        return []
+    from rt.spec.validate import sysctl_namespace
+    for key in linux.sysctl:
+        kind = sysctl_namespace(key)
+        path = next((ns.path for ns in linux.namespaces if ns.type == kind and ns.path), None)
+        if path is None:
+            continue
+        try:
+            theirs, ours = os.stat(path), os.stat(f"/proc/self/ns/{_NS_FILE[kind]}")
+        except OSError as e:
+            raise RtError(f"config.json: $.linux.namespaces: {kind} namespace {path}: {e.strerror}")
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+            raise RtError(f"config.json: $.linux.sysctl[{key!r}]: sysctl {key!r} not allowed in host "
+                          f"{kind} namespace")
+    return sorted(linux.sysctl.items())
 
 
 def _exec_seccomp(sc, warn):

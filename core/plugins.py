@@ -3,6 +3,7 @@
 Switches for operators (rt runs as root, so what loads must be controllable):
   RT_DISABLE_PLUGIN_AUTOLOAD=1   load only rt's built-in plugins
   RT_DISABLED_PLUGINS=a,b        never load these plugin names
+  RT_DISABLE_CLAIMS=1            plugins' rt_claim choose no backend: only --plugin and the annotation do
 """
 import importlib
 import os
@@ -262,8 +263,12 @@ class Manager:
 
 
     def _claim(self, spec) -> str | None:
-        """The backend that a plugin's rt_claim names for this spec (a failing hook claims nothing)."""
+        """The backend that a plugin's rt_claim names for this spec. A failing hook, or one that
+        names anything but a backend of its own plugin, claims nothing. RT_DISABLE_CLAIMS=1:
+        none (the operator wants only --plugin and the annotation to choose)."""
         from . import log
+        if os.environ.get("RT_DISABLE_CLAIMS", "") not in ("", "0"):
+            return None
         claims = {}
         for impl in self.pm.hook.rt_claim.get_hookimpls():
             try:
@@ -271,8 +276,13 @@ class Manager:
             except Exception as e:
                 log.warning(f"plugin {impl.plugin_name}: rt_claim failed, ignored: {describe(e)}")
                 continue
-            if name:
-                claims.setdefault(name, []).append(impl.plugin_name)
+            if name is None:
+                continue
+            info = self.registry.backends.get(name) if isinstance(name, str) else None
+            if info is None or info.plugin != impl.plugin_name:
+                log.warning(f"plugin {impl.plugin_name}: rt_claim named {name!r}, not a backend of its own; ignored")
+                continue
+            claims.setdefault(name, []).append(impl.plugin_name)
         if len(claims) > 1:
             who = "; ".join(f"{', '.join(p)} claim {n!r}" for n, p in sorted(claims.items()))
             raise RtError(f"plugin conflict: {who}; choose one with --plugin or the {ANNOTATION} annotation")

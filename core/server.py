@@ -185,8 +185,9 @@ def _settings(env) -> dict:
 
 def context_mismatch(ctx: Context, pid: int, pidfd: int, env: dict) -> str | None:
     """Why a caller (pinned by pidfd) would not be acted for exactly as itself; None if it would."""
-    if env.get("PYTHONPATH"):  # plugins there are seen in-process only: the core runs `python -I`
-        return "PYTHONPATH is set"
+    for var in ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE"):  # seen in-process only: the core runs `python -I`
+        if env.get(var):
+            return f"{var} is set"
     settings = _settings(env)
     if settings != ctx.settings:
         keys = sorted(k for k in settings.keys() | ctx.settings.keys() if settings.get(k) != ctx.settings.get(k))

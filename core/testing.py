@@ -288,6 +288,15 @@ def _mounts() -> set[str]:
         return {line.split()[4] for line in f}
 
 
+def _detach_under(base: str) -> None:
+    """Detach whatever is mounted under `base` (a leak the check reports), so that removing the
+    kit's directory never walks into a host directory or a cgroup hierarchy."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for m in sorted((m for m in _mounts() if m.startswith(base.rstrip("/") + "/")), key=len, reverse=True):
+        libc.umount2(os.fsencode(m), 2)  # MNT_DETACH
+
+
 def cgroup_dirs(path: str) -> list[str]:
     """The directories of a cgroup path in every mounted hierarchy (v1, hybrid or v2)."""
     return [d for d in (os.path.join("/sys/fs/cgroup", base, path.lstrip("/"))
@@ -301,6 +310,7 @@ def kit_base():
     base = tempfile.mkdtemp(prefix="rt-kit-", dir="/var/tmp")
     os.chmod(base, 0o755)
     yield base
+    _detach_under(base)
     shutil.rmtree(base, ignore_errors=True)
     for d in sorted(cgroup_dirs(os.path.basename(base)), key=len, reverse=True):
         with contextlib.suppress(OSError):
@@ -338,6 +348,7 @@ def kit(request, kit_base, kit_tree):
             problems.append(f"the resident core served none of the check's requests: {status.stdout}{status.stderr}")
     leaked = {m for m in _mounts() - mounts if m.startswith(work) or "/rt/" in m}
     problems += [f"mount {m} leaked" for m in sorted(leaked)]
+    _detach_under(work)
     problems += [f"cgroup {d} leaked" for c in k.cgroups for d in cgroup_dirs(c)]
     assert not problems, "; ".join(problems)
 

@@ -57,6 +57,9 @@ def run(g, opts, pos):
                         "io.github.rt.version": VERSION,
                         "io.github.rt.plugin-api": API_VERSION,
                         "io.github.rt.plugins": ",".join(sorted(mgr.registry.backends)),
+                        # plugins that may pick a backend for a bundle that names none (rt_claim)
+                        "io.github.rt.claims": ",".join(sorted({i.plugin_name for i in
+                                                                mgr.pm.hook.rt_claim.get_hookimpls()})),
                         **({"io.github.rt.plugins.disabled": "; ".join(f"{n}: {w}" for n, w in sorted(
                             mgr.broken.items()))} if mgr.broken else {}),
                         **{f"io.github.rt.plugin.{b.name}": f"{b.version} ({mgr.dists.get(b.plugin, '?')})"
@@ -100,9 +103,9 @@ def _add_from(impl, feats: dict) -> None:
     for key, value in doc.items():
         if key not in feats:
             feats[key] = value
-        elif key == "annotations":
-            feats[key].update({k: v for k, v in value.items() if k not in feats[key]})
-        elif key == "potentiallyUnsafeConfigAnnotations":
-            feats[key] += [a for a in value if a not in feats[key]]
+        elif key == "annotations" and isinstance(value, dict):
+            feats[key].update({k: v for k, v in value.items() if k not in feats[key] and isinstance(v, str)})
+        elif key == "potentiallyUnsafeConfigAnnotations" and isinstance(value, list):
+            feats[key] += [a for a in value if isinstance(a, str) and a not in feats[key]]
         elif value != feats[key]:
             log.warning(f"plugin {impl.plugin_name}: rt_features may only add; its change of {key!r} is ignored")

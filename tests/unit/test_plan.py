@@ -570,3 +570,17 @@ def test_exec_plan_is_typed():
     ep = plan.build_exec_plan(os.getpid(), Process(args=["true"], user=User(uid=0, gid=0), cwd="/"))
     assert isinstance(ep, api.ExecPlan) and ep.process.args == ["true"] and ep.fifo is None
     assert "HOME=/root" in ep.process.env
+
+
+def test_a_sysctl_in_the_host_s_namespace_joined_by_path_is_refused():
+    """runc's rule: a spec may name the host's own network namespace by path; a net.* sysctl
+    would then change the host (validation sees only that a network namespace is named)."""
+    def host_net(cfg):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+        cfg["linux"]["namespaces"].append({"type": "network", "path": "/proc/self/ns/net"})
+        cfg["linux"]["sysctl"] = {"net.core.somaxconn": "4097"}
+    with pytest.raises(RtError) as e:
+        make(host_net)
+    assert "not allowed in host network namespace" in e.value.msg
+    p = make(lambda cfg: cfg["linux"].update(sysctl={"net.core.somaxconn": "4097"}))  # a new one: fine
+    assert p.sysctl == [("net.core.somaxconn", "4097")]

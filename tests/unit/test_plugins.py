@@ -348,24 +348,40 @@ def _spec(arg0):
                                                                        "user": {"uid": 0, "gid": 0}}}).encode())
 
 
+def _claimers(mgr, *plugins):
+    """Plugins c1, c2, ... each with a backend of its own named after it (kind-c1, ...)."""
+    for name, claim in plugins:
+        mgr.registry._current = name
+        mgr.registry.add_backend(f"kind-{name}", "x.y:Z")
+        mgr.registry._current = None
+        mgr.pm.register(Claimer(name, claim), name=name)
+
+
 def test_a_claim_picks_the_backend_only_when_nothing_else_does(mgr):
-    mgr.pm.register(Claimer("c1", "other"), name="c1")
-    assert mgr.select(None, None, _spec("/hello.wasm")).name == "other"
+    _claimers(mgr, ("c1", "kind-c1"))
+    assert mgr.select(None, None, _spec("/hello.wasm")).name == "kind-c1"
     assert mgr.select(None, None, _spec("/bin/sh")).name == DEFAULT  # not claimed
     assert mgr.select("app_single", None, _spec("/hello.wasm")).name == "app_single"  # explicit wins
     assert mgr.select(None, {ANNOTATION: "app_single"}, _spec("/hello.wasm")).name == "app_single"
 
 
 def test_two_claims_are_an_error_naming_both(mgr):
-    mgr.pm.register(Claimer("c1", "other"), name="c1")
-    mgr.pm.register(Claimer("c2", "app_single"), name="c2")
+    _claimers(mgr, ("c1", "kind-c1"), ("c2", "kind-c2"))
     with pytest.raises(RtError) as e:
         mgr.select(None, None, _spec("/hello.wasm"))
-    assert "c1 claim 'other'" in e.value.msg and "c2 claim 'app_single'" in e.value.msg
+    assert "c1 claim 'kind-c1'" in e.value.msg and "c2 claim 'kind-c2'" in e.value.msg
 
 
-def test_a_failing_claim_claims_nothing(mgr):
-    mgr.pm.register(Claimer("c3", "boom"), name="c3")
+@pytest.mark.parametrize("claim", ["boom", "app_single", "kind-c2", ["kind-c1"], "nosuch"])
+def test_a_failing_or_foreign_claim_claims_nothing(mgr, claim):
+    """An exception, another plugin's backend (app_single is rt's), a non-string, an unknown name."""
+    _claimers(mgr, ("c1", claim), ("c2", None))
+    assert mgr.select(None, None, _spec("/hello.wasm")).name == DEFAULT
+
+
+def test_the_operator_can_turn_claims_off(mgr, monkeypatch):
+    _claimers(mgr, ("c1", "kind-c1"))
+    monkeypatch.setenv("RT_DISABLE_CLAIMS", "1")
     assert mgr.select(None, None, _spec("/hello.wasm")).name == DEFAULT
 
 
@@ -388,3 +404,18 @@ def test_rt_features_may_add_but_not_change():
     assert feats == {"ociVersionMax": "1.2.0",
                      "annotations": {"io.github.rt.version": "0.1.0", "greedy.key": "1"},
                      "potentiallyUnsafeConfigAnnotations": ["rt.plugin", "greedy."], "greedy": {"x": 1}}
+
+
+def test_rt_features_of_the_wrong_shape_is_ignored():
+    from rt.core.verbs.features import _add_from
+
+    class Impl:
+        plugin_name = "broken"
+
+        @staticmethod
+        def function(features):
+            features["annotations"] = None
+            features["potentiallyUnsafeConfigAnnotations"] = "rt."
+    feats = {"annotations": {"a": "1"}, "potentiallyUnsafeConfigAnnotations": ["rt.plugin"]}
+    _add_from(Impl, feats)
+    assert feats == {"annotations": {"a": "1"}, "potentiallyUnsafeConfigAnnotations": ["rt.plugin"]}
