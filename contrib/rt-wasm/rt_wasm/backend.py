@@ -20,7 +20,8 @@ from rt.core import api
 # wasmtime by the paths in its config.
 BOOT = ("import sys, json; c = json.loads(sys.argv[1]); sys.path[:0] = c['path']; "
         "from rt_wasm.host import main; main(c, sys.argv[2:])")
-HOST_ENV = ["LANG=C.UTF-8"]  # the host's own; the module's environment is in its config
+HOST_ENV = ["LANG=C.UTF-8"]  # the host's own; the module's follows, as RT_WASM_ENV_0=NAME=VALUE, ...
+ENV_PREFIX = "RT_WASM_ENV_"
 _READ_ONLY = {"ro": True, "rro": True, "rw": False, "rrw": False}
 
 
@@ -34,9 +35,18 @@ def host_path() -> list[str]:
     raise api.RtError("wasm: the wasmtime package is not installed where rt runs (pip install wasmtime)")
 
 
+def _mounts_below(path: str) -> list[str]:
+    real = os.path.realpath(path).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    return [p for p in points if p.startswith(real)]
+
+
 def view_of(spec, bundle: str, rootfs: str) -> dict:
     """What the module sees: the rootfs, whether it is read-only, and the directory binds
-    (file binds and other mount types have no WASI counterpart and are left out)."""
+    (file binds and other mount types have no WASI counterpart and are left out), with the
+    identity of each directory, which the host checks before it preopens them."""
+    from .view import identity
     binds = []
     for m in spec.mounts:
         opts = list(m.options or [])
@@ -47,18 +57,28 @@ def view_of(spec, bundle: str, rootfs: str) -> dict:
             raise api.RtError(f"mount {src} to {m.destination}: no such file or directory")
         if not os.path.isdir(src):
             continue  # a file (podman's /etc/hosts, /etc/resolv.conf): WASI preopens only directories
+        below = [] if "rbind" in opts else _mounts_below(src)
+        if below:  # a preopen shows what is mounted below its directory; a plain bind would not
+            raise api.RtError(f"mount {src} to {m.destination}: a non-recursive bind of a directory with mounts "
+                              f"below it ({below[0]}): rt-wasm cannot hide them from the module (use rbind)")
         ro = False
         for o in opts:
             ro = _READ_ONLY.get(o, ro)
         binds.append([src, m.destination, ro])
-    return {"rootfs": rootfs, "readonly": bool(spec.root and spec.root.readonly), "binds": binds}
+    try:
+        ids = [identity(rootfs)] + [identity(src) for src, _, _ in binds]
+    except OSError as e:
+        raise api.RtError(f"wasm: {e.filename}: {e.strerror}") from None
+    return {"rootfs": rootfs, "readonly": bool(spec.root and spec.root.readonly), "binds": binds, "ids": ids}
 
 
 def host_process(process: api.ProcessPlan, view: dict) -> None:
-    """Turn the plan's process (the module's args, env, cwd) into the host that runs it."""
-    meta = dict(view, path=host_path(), cwd=process.cwd or "/", nargs=len(process.args))
-    process.args = [sys.executable, "-I", "-S", "-c", BOOT, json.dumps(meta), *process.args, *process.env]
-    process.env = list(HOST_ENV)
+    """Turn the plan's process (the module's args, env, cwd) into the host that runs it. The
+    module's environment goes in the host's (owner-only /proc/PID/environ, as under runc; argv
+    is world-readable), under inert names: an LD_PRELOAD of the spec's must not reach ld.so."""
+    meta = dict(view, path=host_path(), cwd=process.cwd or "/", nenv=len(process.env))
+    process.args = [sys.executable, "-I", "-S", "-c", BOOT, json.dumps(meta), *process.args]
+    process.env = list(HOST_ENV) + [f"{ENV_PREFIX}{i}={e}" for i, e in enumerate(process.env)]
     process.cwd = "/"
 
 
@@ -74,7 +94,10 @@ def host_plan(plan: api.Plan, view: dict) -> None:
 def check_program(view: dict, process) -> None:
     """Fail create, as runc does, when the program or the working directory is missing."""
     from .view import View
-    v = View(view["rootfs"], view["readonly"], view["binds"])
+    try:
+        v = View(view["rootfs"], view["readonly"], view["binds"], view.get("ids"))
+    except OSError as e:
+        raise api.RtError(f"wasm: {e.filename}: {e.strerror}") from None
     args, cwd = list(process.args), process.cwd or "/"
     try:
         os.close(v.open(cwd, os.O_PATH | os.O_DIRECTORY))
@@ -94,15 +117,19 @@ class WasmBackend(api.OciBackend):
     supports = frozenset({"stdio", "exec", "ps", "kill-all", "pause", "update", "terminal", "hooks"})
 
     def create(self, req):
-        view = view_of(req.spec, req.bundle, req.rootfs)
+        self._view = view = view_of(req.spec, req.bundle, req.rootfs)
         if req.spec.process is not None and req.spec.process.args:
             check_program(view, req.spec.process)
         created = super().create(req)
-        created.extra["wasm"] = view  # for exec
+        created.extra["wasm"] = view  # for exec: the identities of create
         return created
 
     def prepare(self, req, plan):
-        host_plan(plan, view_of(req.spec, req.bundle, req.rootfs))
+        if plan.hooks:  # their path resolves in the container's root, and a wasm container has none
+            raise api.RtError("wasm: createContainer and startContainer hooks are not supported: they run "
+                              "programs of the container's root, and a wasm container has none (its host "
+                              "process would run them from the host)")
+        host_plan(plan, getattr(self, "_view", None) or view_of(req.spec, req.bundle, req.rootfs))
 
     def prepare_exec(self, c, plan):
         view = c.extra.get("wasm")

@@ -53,7 +53,7 @@ class BareHost(api.bench.BenchTarget):
     def prepare(self, ctx) -> None:
         from .backend import BOOT, host_path
         meta = {"path": host_path(), "rootfs": ctx.rootfs, "readonly": True, "cwd": "/",
-                "binds": [[_module_dir(ctx), MOUNT, True]], "nargs": 3}
+                "binds": [[_module_dir(ctx), MOUNT, True]], "nenv": 0}
         self.argv = [sys.executable, "-I", "-S", "-c", BOOT, json.dumps(meta), MODULE, "exit", "0"]
 
     def roundtrip(self, ctx, iid: str) -> None:

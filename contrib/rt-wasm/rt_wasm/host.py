@@ -1,6 +1,7 @@
 """The container's process for the wasm kind: it runs one WASI (preview1) module in wasmtime.
 
-rt's shim execs it (as `python -I -S -c BOOT CONFIG ARGS... ENV...`, see backend.py) with the
+rt's shim execs it (as `python -I -S -c BOOT CONFIG ARGS...`, with the module's environment in
+RT_WASM_ENV_0, RT_WASM_ENV_1, ...; see backend.py) with the
 spec's uid, gids, capabilities, rlimits, seccomp filter, cgroup and namespaces already applied.
 It is not chrooted: the module reaches files only through WASI preopens,
   "."  the process's cwd, listed first (only when the cwd is not "/"),
@@ -43,10 +44,10 @@ def say(msg: str) -> None:
         pass
 
 
-def main(meta: dict, rest: list[str]) -> None:
+def main(meta: dict, args: list[str]) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP)  # first: every thread made later inherits it
-    n = meta["nargs"]
-    worker = threading.Thread(target=work, args=(meta, rest[:n], rest[n:]), name="wasm", daemon=True)
+    env = [os.environ.get(f"RT_WASM_ENV_{i}", "") for i in range(meta.get("nenv", 0))]
+    worker = threading.Thread(target=work, args=(meta, args, env), name="wasm", daemon=True)
     worker.start()
     os._exit(128 + signal.sigwait(STOP))
 
@@ -64,7 +65,10 @@ def work(meta: dict, args: list[str], env: list[str]) -> None:
 
 
 def run(meta: dict, args: list[str], env: list[str]) -> int:
-    view = View(meta["rootfs"], meta["readonly"], meta["binds"])
+    try:  # the rootfs and the sources, pinned: still the directories they were at create
+        view = View(meta["rootfs"], meta["readonly"], meta["binds"], meta.get("ids"))
+    except OSError as e:
+        raise Fatal(126, f"{e.filename}: {e.strerror}") from None
     cwd = meta["cwd"]
     try:
         guest, fd = view.find_module(args[0], env, cwd)
@@ -100,9 +104,9 @@ def run(meta: dict, args: list[str], env: list[str]) -> int:
                 wasi.preopen_dir(f"/proc/self/fd/{fd}", ".", not view.locate(cwd)[2])
             finally:
                 os.close(fd)  # wasmtime holds its own open directory
-        wasi.preopen_dir(meta["rootfs"], "/", not meta["readonly"])
+        wasi.preopen_dir(view.host_dir(meta["rootfs"]), "/", not meta["readonly"])
         for src, dest, ro in meta["binds"]:
-            wasi.preopen_dir(src, dest, not ro)
+            wasi.preopen_dir(view.host_dir(src), dest, not ro)
     except OSError as e:
         raise Fatal(126, f"cwd {cwd}: {e.strerror}") from None
     except wasmtime.WasmtimeError as e:
@@ -134,5 +138,5 @@ def run(meta: dict, args: list[str], env: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m rt_wasm.host CONFIG ARGS... ENV... (by hand, for debugging)
+if __name__ == "__main__":  # python -m rt_wasm.host CONFIG ARGS... (by hand, for debugging)
     main(json.loads(sys.argv[1]), sys.argv[2:])

@@ -40,11 +40,37 @@ def absolute(path: str) -> str:
     return posixpath.normpath("/" + path.lstrip("/"))
 
 
-class View:
-    """rootfs: the host directory shown at "/"; binds: [host source, guest destination, read-only]."""
+def identity(path: str) -> list[int]:
+    """[st_dev, st_ino] of a directory: what a source must still be when the module runs."""
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino]
 
-    def __init__(self, rootfs: str, readonly: bool, binds: list):
+
+class View:
+    """rootfs: the host directory shown at "/"; binds: [host source, guest destination, read-only].
+
+    With `ids` (the identity() of the rootfs and of each source, taken at create), each one is
+    opened once here and must still be that directory: a container that swapped a source it
+    can write to (for a symlink to host files) between create and start or exec is refused.
+    Every later lookup goes through these fds, never the host paths again."""
+
+    def __init__(self, rootfs: str, readonly: bool, binds: list, ids: list | None = None):
         self.rootfs, self.readonly, self.binds = rootfs, readonly, [tuple(b) for b in binds]
+        self.fds: dict[str, int] = {}
+        if ids is not None:
+            for src, want in zip([rootfs] + [b[0] for b in self.binds], ids):
+                if src in self.fds:
+                    continue
+                fd = os.open(src, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                st = os.fstat(fd)
+                if [st.st_dev, st.st_ino] != list(want):
+                    os.close(fd)
+                    raise OSError(errno.ESTALE, "is no longer the directory it was at create", src)
+                self.fds[src] = fd
+
+    def host_dir(self, src: str) -> str:
+        """A path that names the directory `src` was at create (its fd, when pinned)."""
+        return f"/proc/self/fd/{self.fds[src]}" if src in self.fds else src
 
     def locate(self, guest: str) -> tuple[str, str, bool]:
         """(host directory, path relative to it, read-only) that serve the absolute `guest` path."""
@@ -58,7 +84,7 @@ class View:
 
     def open(self, guest: str, flags: int = os.O_RDONLY) -> int:
         host, rel, _ = self.locate(guest)
-        top = os.open(host, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        top = os.open(self.host_dir(host), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             return _openat2(top, rel, flags)
         except OSError as e:
@@ -77,14 +103,17 @@ class View:
         err = OSError(errno.ENOENT, os.strerror(errno.ENOENT), name)
         for guest in candidates:
             try:
-                fd = self.open(guest)
+                fd = self.open(guest, os.O_PATH)  # no open(2) of the image's fifos or device nodes
             except OSError as e:
                 if e.errno not in (errno.ENOENT, errno.ENOTDIR) or "/" in name:
                     err = e
                 continue
             mode = os.fstat(fd).st_mode
             if stat.S_ISREG(mode):
-                return absolute(guest), fd
+                try:
+                    return absolute(guest), os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                finally:
+                    os.close(fd)
             os.close(fd)
             err = OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EACCES,
                           "is a directory" if stat.S_ISDIR(mode) else "not a regular file", guest)
