@@ -8,9 +8,22 @@ import errno
 import os
 from _signal import SIGKILL  # not `signal`: it imports enum
 
-from . import api, hostmounts, ocistate
+from . import hostmounts, ocistate
 from .backend import Backend, Created, CreateRequest
+from .barrier import release as release_barrier
+from .console import connect as connect_console, size_of as console_size
 from .errors import RtError
+
+
+def Cgroup(path: str):
+    """rt.core.cgroups.Cgroup, loaded on first use: `start` and `kill` need no cgroup."""
+    from .cgroups import Cgroup
+    return Cgroup(path)
+
+
+def normalize_cgroup_path(cgroups_path: str | None, cid: str) -> str:
+    from .cgroups import normalize_path
+    return normalize_path(cgroups_path, cid)
 
 
 class OciBackend(Backend):
@@ -35,7 +48,7 @@ class OciBackend(Backend):
     payload_cgroup = ""
 
     def _payload(self, cg):
-        return api.Cgroup(cg.path + "/" + self.payload_cgroup) if self.payload_cgroup else cg
+        return Cgroup(cg.path + "/" + self.payload_cgroup) if self.payload_cgroup else cg
 
     # --- the mechanism --------------------------------------------------------------
     def _cgroup(self, c):
@@ -44,7 +57,7 @@ class OciBackend(Backend):
             raise RtError(f"container {c.id} runs without a cgroup (rootless, with no cgroup delegated)")
         if path is None:
             raise RtError(f"container {c.id} has no cgroup (create did not get that far)")
-        return api.Cgroup(path)
+        return Cgroup(path)
 
     def create(self, req: CreateRequest) -> Created:
         linux = req.spec.linux
@@ -55,10 +68,10 @@ class OciBackend(Backend):
                 unit = unit_of(linux.cgroups_path if linux else "", req.id)
                 path = _unit_path(*unit, user=req.rootless)
             else:
-                path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", req.id)
+                path = normalize_cgroup_path(linux.cgroups_path if linux else "", req.id)
         except ValueError as e:
             raise RtError(f"config.json: $.linux.cgroupsPath: {e}")
-        cg = api.Cgroup(path)
+        cg = Cgroup(path)
         if unit is not None and cg.layout.mode != "v2":
             raise RtError(f"--systemd-cgroup: rt's systemd driver needs pure cgroup v2 (this host is "
                           f"{cg.layout.mode}): on v1, systemd rewrites its units' devices cgroup")
@@ -107,7 +120,8 @@ class OciBackend(Backend):
             try:
                 # rootless: no BPF program or devices.allow for us to set, and the user namespace
                 # keeps the container from device nodes that were not bound in (runc skips them too)
-                for msg in ([] if req.rootless else cg.apply_devices(api.device_rules(req.spec))):
+                from .plan import device_rules
+                for msg in ([] if req.rootless else cg.apply_devices(device_rules(req.spec))):
                     req.warn(msg)
             except OSError as e:
                 raise RtError(f"linux.resources.devices: the kernel refused the device rules: {e.strerror}")
@@ -129,7 +143,8 @@ class OciBackend(Backend):
         try:
             if unit is None and cg is not None:
                 make_cgroup()
-            plan = api.build_plan(req.spec, rootfs=req.rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=payload,
+            from .plan import build_plan
+            plan = build_plan(req.spec, rootfs=req.rootfs, fifo=req.fifo, bundle=req.bundle, cgroup=payload,
                                   no_pivot=req.no_pivot, preserve_fds=req.preserve_fds, warn=req.warn,
                                   host_cgroup_view=cg is None,
                                   state_template=ocistate.state(req.id, "creating", "__PID__", req.bundle,
@@ -171,14 +186,15 @@ class OciBackend(Backend):
     def _launch(plan, console_socket, proc, on_spawn, extra_fds=(), **callbacks):
         console = plan.get("console_fd")  # a subclass may have set up the console itself
         if console is None:
-            console = api.connect_console(console_socket, proc.terminal)
+            console = connect_console(console_socket, proc.terminal)
         if console is not None:
-            plan.update(console_fd=console, console_size=plan.get("console_size") or api.console_size(proc))
+            plan.update(console_fd=console, console_size=plan.get("console_size") or console_size(proc))
         fds = tuple(extra_fds) + ((console,) if console is not None else ())
-        return api.launch_shim(plan, pass_fds=fds, on_spawn=on_spawn, **callbacks)
+        from .exechelper import launch
+        return launch(plan, pass_fds=fds, on_spawn=on_spawn, **callbacks)
 
     def start(self, c) -> None:
-        api.release_barrier(os.path.join(c.dir, "exec.fifo"))
+        release_barrier(os.path.join(c.dir, "exec.fifo"))
 
     def kill(self, c, sig: int, all: bool = False) -> None:
         if all:
@@ -189,7 +205,7 @@ class OciBackend(Backend):
     def delete(self, c) -> None:
         pending = c.extra.get("cgroup_pending")
         if c.extra.get("cgroup") is None and pending is not None:
-            cg = api.Cgroup(pending)  # a create stopped before it owned it: remove it only if empty
+            cg = Cgroup(pending)  # a create stopped before it owned it: remove it only if empty
             if not cg.procs(everywhere=True):
                 cg.destroy()
         if c.extra.get("cgroup") is not None and _unit_is_ours(c.extra):
@@ -242,6 +258,7 @@ class OciBackend(Backend):
                           f"to {e.filename}: {e.strerror}")
 
     def exec(self, c, req: dict) -> int:
+        from rt.shim.protocol import ShimFailed
         try:  # pin the init: a pidfd cannot come to mean another process, as a pid can
             pidfd = os.pidfd_open(c.pid)
         except OSError:
@@ -249,7 +266,8 @@ class OciBackend(Backend):
         try:
             if not c.alive():  # the pid was reused before we pinned it
                 raise RtError("the container's process has exited")
-            plan = api.build_exec_plan(c.pid, req["process"], rootfs=c.record.get("rootfs"),
+            from .plan import build_exec_plan
+            plan = build_exec_plan(c.pid, req["process"], rootfs=c.record.get("rootfs"),
                                        seccomp=req.get("seccomp"), preserve_fds=req["preserve_fds"], pidfd=pidfd,
                                        warn=req["warn"])
             self.prepare_exec(c, plan)
@@ -265,7 +283,7 @@ class OciBackend(Backend):
                         raise RtError(f"exec: {e}") from None
                     join = _Subgroup(cg, sub).join
             return self._launch(plan, req.get("console_socket"), req["process"], join, extra_fds=(pidfd,)).pid
-        except api.ShimFailed as e:
+        except ShimFailed as e:
             raise RtError(f"exec failed: {e.reason}")
         finally:
             try:
@@ -411,7 +429,7 @@ def _exec_join(cg, init_pid: int):
                 raise e from None
             if not path.startswith(cg.path.rstrip("/") + "/"):
                 raise
-            api.Cgroup(path, cg.layout).join(pid)
+            Cgroup(path, cg.layout).join(pid)
     return join
 
 
@@ -506,10 +524,10 @@ class CgroupClaim:
     def __enter__(self):
         linux = self.req.spec.linux
         try:
-            path = api.normalize_cgroup_path(linux.cgroups_path if linux else "", self.req.id)
+            path = normalize_cgroup_path(linux.cgroups_path if linux else "", self.req.id)
         except ValueError as e:
             raise RtError(f"config.json: $.linux.cgroupsPath: {e}")
-        cg = api.Cgroup(path)
+        cg = Cgroup(path)
         _check_room(cg, path)
         self.lock = _lock_cgroup(cg)
         try:
