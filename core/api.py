@@ -14,7 +14,7 @@ API_VERSION = "1.1"
 __all__ = ["API_VERSION", "Backend", "OciBackend", "open_container", "backend_of", "parse_signal", "Created", "CreateRequest", "NotFound", "NotSupported", "RtError", "hookimpl",
            "Cgroup", "CgroupLayout", "claim_cgroup", "normalize_cgroup_path", "build_plan", "build_exec_plan", "device_rules", "capability_plan", "launch_shim", "release_barrier",
            "ShimFailed", "connect_console", "console_size", "Ipam", "IdRanges", "ensure_bridge", "add_veth", "add_tap",
-           "delete_link", "attach_network", "release_network", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "build_c_helper", "sha256",
+           "delete_link", "attach_network", "release_network", "mac_for", "link_name", "net_settings", "annotation_settings", "convert_settings", "bench", "compile_seccomp", "stub_path", "frames", "build_c_helper", "sha256",
            "sealed_exec_helper", "spawn", "adopt_orphans", "require_caller", "NeedsCaller",
            "proc_start_time", "which", "process_env", "Plan", "ExecPlan", "MountPlan", "DevicePlan", "ProcessPlan", "CapsPlan"]
 
@@ -65,6 +65,7 @@ _LAZY = {
     "bench": (".bench.targets", None),
     "compile_seccomp": (".seccomp", "compile_filter"),
     "stub_path": ("rt.shim.launcher", "STUB_PATH"),
+    "frames": ("rt.shim.frames", None),  # rt's frame for local pipes: send(fd, value), recv(fd)
     "build_c_helper": (".chelper", "build"),
     "sha256": (".chelper", "sha256"),
 }

@@ -1,17 +1,18 @@
 """Every message between the core and a shim, and the frame format.
 
-Frames are a 4-byte big-endian length followed by a marshal-encoded dict whose
-"type" key is the tag. marshal is a builtin, so the lean stub (rt.shim.stub)
-can speak it without importing anything; both ends run the same interpreter.
+Frames are shim/frames.py's (a 4-byte big-endian length, then a marshal-encoded dict whose
+"type" key is the tag). marshal is a builtin, so the lean stub (rt.shim.stub)
+speaks it with builtins only; both ends run the same interpreter.
 The core decodes each dict into these tagged msgspec Structs, which ignore
 unknown fields, so an older shim keeps working with a newer core.
 """
-import marshal
 import os
 import select
 import time
 
 import msgspec
+
+from . import frames
 
 PROTOCOL_VERSION = 1
 
@@ -81,13 +82,12 @@ class UnexpectedMessage(ProtocolError):
 
 
 def encode(msg: Message) -> bytes:
-    data = marshal.dumps(msgspec.to_builtins(msg, builtin_types=(bytes, bytearray)))
-    return len(data).to_bytes(4, "big") + data
+    return frames.pack(msgspec.to_builtins(msg, builtin_types=(bytes, bytearray)))
 
 
 def decode(payload: bytes) -> Message:
     try:
-        return msgspec.convert(marshal.loads(payload), AnyMessage)
+        return msgspec.convert(frames.unpack(payload), AnyMessage)
     except (ValueError, EOFError, TypeError, msgspec.ValidationError) as e:
         raise ProtocolError(f"shim protocol: bad frame: {e}") from None
 

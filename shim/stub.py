@@ -11,10 +11,10 @@ each payload a dict with a "type" key (see rt.shim.protocol).
 """
 import ctypes
 import fcntl
-import marshal
 import os
 import sys
 
+import frames
 import stub_security
 from stub_mounts import (do_mounts, finish_rootfs, idmapped_tree, loopback_up, mount_point_of, pivot, userns_fd_for,
                          write_sysctls)
@@ -26,30 +26,19 @@ from stub_sys import (AT_FDCWD, AT_RECURSIVE, MOVE_MOUNT_F_EMPTY_PATH, MS, NS_FL
 PROTOCOL_VERSION = 1
 
 
-# --- framing ---------------------------------------------------------------
+# --- framing (shim/frames.py) -------------------------------------------------
 def send(fd, msg):
-    data = marshal.dumps(msg)
     try:
-        os.write(fd, len(data).to_bytes(4, "big") + data)
+        frames.send(fd, msg)
     except BrokenPipeError:  # the core is gone (a killed create): no one to report to, no traceback
         os._exit(1)
 
 
 def recv(fd):
-    head = _read_exact(fd, 4)
-    if head is None:
-        return None
-    return marshal.loads(_read_exact(fd, int.from_bytes(head, "big")) or b"")
-
-
-def _read_exact(fd, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
+    try:
+        return frames.recv(fd)
+    except EOFError:
+        return None  # the core went away mid-frame: as at EOF
 
 
 def caller_ns_mounts(plan):

@@ -2,7 +2,6 @@
 kernel. The container's pid is the VM shim (vmshim.py), which owns QEMU and virtiofsd and
 serves the verbs below over <state>/shim.sock."""
 import json
-import marshal
 import os
 import sys
 
@@ -317,8 +316,7 @@ class VmBackend(api.Backend):
         try:
             try:
                 cg.join(pid)
-                with open(gate_w, "wb", closefd=False) as gate:
-                    gate.write(marshal.dumps(plan))  # the shim is waiting for it: it cannot fill the pipe
+                api.frames.send(gate_w, plan)  # the shim is waiting for it: it cannot fill the pipe
             except BrokenPipeError:
                 pass  # the shim died: its missing report says so below
             finally:
@@ -337,7 +335,12 @@ class VmBackend(api.Backend):
         finally:
             os.close(r)
         try:
-            reply = marshal.loads(data) if data else {"ok": False, "error": "the VM shim exited during create"}
+            if not data:
+                reply = {"ok": False, "error": "the VM shim exited during create"}
+            elif len(data) != 4 + int.from_bytes(data[:4], "big"):  # one whole frame, then EOF
+                raise ValueError
+            else:
+                reply = api.frames.unpack(data[4:])
             if not isinstance(reply, dict):
                 raise ValueError
         except (ValueError, EOFError, TypeError):

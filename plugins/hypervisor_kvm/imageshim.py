@@ -8,7 +8,6 @@ Run as `python -I -m rt.plugins.hypervisor_kvm.imageshim STATE_DIR READY_FD GATE
 vmshim (the plan comes through the gate). It serves the same requests on <state>/shim.sock.
 """
 import json
-import marshal
 import os
 import re
 import selectors
@@ -16,6 +15,7 @@ import signal
 import socket
 import time
 
+from rt.core import api
 from rt.plugins.hypervisor_kvm import wire
 from rt.plugins.hypervisor_kvm.vmshim import Child, ConsoleLog, Failed, Qmp, console_tail, listen, run_shim
 
@@ -175,7 +175,7 @@ class ImageShim:
                 self.sel.register(0, selectors.EVENT_READ, "stdin")
             except (PermissionError, OSError):
                 pass  # /dev/null or a file: nothing to type into the console
-        os.write(self.ready_fd, marshal.dumps({"ok": True, "qemu": self.qemu.pid}))
+        api.frames.send(self.ready_fd, {"ok": True, "qemu": self.qemu.pid})
         os.close(self.ready_fd)
         while self.exit_code is None:
             deadlines = [d for d in (self.stop_deadline, self.waiting_start and self.waiting_start[1]) if d]

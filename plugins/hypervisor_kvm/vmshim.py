@@ -8,7 +8,6 @@ socketpair fds, so there are no paths to race on. It imports neither json (QMP l
 QEMU runs) nor subprocess: they would delay QEMU's start by ~8 ms.
 """
 import ctypes
-import marshal
 import os
 import select
 import selectors
@@ -17,6 +16,7 @@ import socket
 import sys
 import time
 
+from rt.core import api
 from rt.plugins.hypervisor_kvm import wire
 
 PR_SET_PDEATHSIG = 1
@@ -549,7 +549,7 @@ class Shim:
             self.sel.register(self.serial, selectors.EVENT_READ, ("serial",))
         qemu_fd = os.pidfd_open(self.qemu.pid)
         self.sel.register(qemu_fd, selectors.EVENT_READ, ("qemu",))
-        os.write(self.ready_fd, marshal.dumps({"ok": True, "qemu": self.qemu.pid}))
+        api.frames.send(self.ready_fd, {"ok": True, "qemu": self.qemu.pid})
         os.close(self.ready_fd)
         size = None
         while self.exit_code is None:
@@ -614,26 +614,27 @@ class Shim:
 
 def run_shim(cls) -> None:
     """Once `create` has put us in the container's cgroup (so QEMU and virtiofsd start
-    inside it), it sends the plan through GATE_FD (marshal; EOF alone: exit). Boot with
+    inside it), it sends the plan through GATE_FD (one api.frames frame; EOF alone: exit). Boot with
     `cls(state_dir, ready_fd, plan)`, report to the waiting `create`, serve until the
     workload ends, and exit with its code; the VM is torn down on every path."""
     state_dir, ready_fd, gate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    data = b""
-    while chunk := os.read(gate, 1 << 16):
-        data += chunk
+    try:
+        plan = api.frames.recv(gate)
+    except (EOFError, ValueError):
+        plan = None
     os.close(gate)
-    if not data:
+    if plan is None:
         os._exit(1)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
-    shim = cls(state_dir, ready_fd, marshal.loads(data))
+    shim = cls(state_dir, ready_fd, plan)
     code = 255
     try:
         try:
             shim.boot()
         except (Failed, OSError) as e:
             try:
-                os.write(ready_fd, marshal.dumps({"ok": False, "error": str(e)}))
+                api.frames.send(ready_fd, {"ok": False, "error": str(e)})
             except OSError:
                 pass
             code = 1

@@ -142,7 +142,6 @@ class SystemBackend(api.OciBackend):
         if req.console_socket or req.caller_reaps:
             return super().create(req)
         api.require_caller("lxc_system's keeper is a fork of the caller's rt")
-        import json
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the keeper: create from here, then exec the monitor
@@ -160,18 +159,23 @@ class SystemBackend(api.OciBackend):
             except BaseException as e:
                 out = {"error": f"create: {e}"}
             try:  # nothing may unwind into the caller's frames from this fork
-                os.write(w, json.dumps(out).encode())
+                api.frames.send(w, out)
                 # w is close-on-exec: the caller's EOF comes once the monitor is in place
                 if "error" not in out:
                     self._exec_monitor(req)
             finally:
                 os._exit(1)
         os.close(w)
-        data = b""
-        while chunk := os.read(r, 65536):
-            data += chunk
-        os.close(r)
-        out = json.loads(data) if data else {"error": "create: the container's monitor exited during create"}
+        try:
+            out = api.frames.recv(r)
+            while os.read(r, 4096):  # then EOF: w is close-on-exec, so the monitor is in place
+                pass
+        except (EOFError, ValueError):
+            out = None
+        finally:
+            os.close(r)
+        if not isinstance(out, dict):
+            out = {"error": "create: the container's monitor exited during create"}
         if "error" in out:
             os.waitpid(pid, 0)
             raise api.RtError(out["error"])
