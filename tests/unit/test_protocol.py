@@ -277,3 +277,22 @@ def test_stub_large_frame(stub, pipe):
         assert ch.recv(5) == Error(reason="x" * 200_000)
     finally:
         t.join()
+
+
+def test_frames_eof_cut_and_size():
+    from rt.shim import frames
+    r, w = os.pipe()
+    frames.send(w, {"type": "x", "n": [1, 2]})
+    os.write(w, (10).to_bytes(4, "big") + b"abc")  # a frame cut short
+    os.close(w)
+    assert frames.recv(r) == {"type": "x", "n": [1, 2]}
+    with pytest.raises(EOFError):
+        frames.recv(r)
+    assert frames.recv(r) is None  # EOF
+    os.close(r)
+    r, w = os.pipe()
+    os.write(w, (frames.MAX_FRAME + 1).to_bytes(4, "big"))
+    with pytest.raises(ValueError):
+        frames.recv(r)
+    os.close(r)
+    os.close(w)
