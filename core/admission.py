@@ -4,7 +4,6 @@ it, so they accept and refuse the same bundles with the same words."""
 import os
 
 from .errors import RtError, require_caller
-from .store import rfc3339_now
 
 
 class Admitted:
@@ -16,7 +15,8 @@ class Admitted:
 
     def record(self) -> dict:
         """The container's first record in the store (create and restore write it)."""
-        return {"bundle": self.bundle, "rootfs": self.rootfs, "created": rfc3339_now(), "owner": "",
+        from rt.spec.state import rfc3339nano  # runc's `created`: Go's RFC3339Nano
+        return {"bundle": self.bundle, "rootfs": self.rootfs, "created": rfc3339nano(), "owner": "",
                 "annotations": self.spec.annotations or {}, "plugin": self.info.name,
                 "plugin_ep": self.info.plugin, "plugin_version": self.info.version, "backend": self.info.target,
                 "pid": 0, "extra": {}}

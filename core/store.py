@@ -5,7 +5,6 @@ Kept free of heavy imports: every short verb (state, kill, start, delete, list) 
 import errno
 import fcntl
 import os
-import time
 
 from . import jsonio
 from . import status as st
@@ -36,11 +35,6 @@ def proc_start_time(pid: int) -> tuple[int, str] | None:
         return None
     fields = data[data.rindex(b")") + 2:].split()
     return int(fields[19]), fields[0].decode()
-
-
-def rfc3339_now() -> str:
-    t = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + f".{t % 10**9:09d}Z"
 
 
 class StoreError(OSError):

@@ -3,6 +3,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -15,7 +16,8 @@ from rt.core import status as st
 from rt.core.errors import NotFound, RtError
 from rt.core import jsonio
 from rt.core.store import (Container, CorruptState, Store, StoreError, atomic_write, check_id, proc_start_time,
-                           record_problem, rfc3339_now)
+                           record_problem)
+from rt.spec.state import rfc3339nano as rfc3339_now
 
 OCI_KEYS = ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"]
 
@@ -99,9 +101,16 @@ def test_proc_start_time_of_gone_pid(child):
     assert proc_start_time(child.pid) is None
 
 
-def test_rfc3339_now_format():
-    import re
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", rfc3339_now())
+def load_config_min():
+    from rt.spec import load_config
+    return load_config(b'{"ociVersion": "1.0.2", "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}}')
+
+
+def test_created_is_runc_s_rfc3339nano():
+    from rt.core.admission import Admitted
+    a = Admitted("/b", load_config_min(), {}, b"", type("I", (), {"name": "n", "plugin": "p", "version": "1",
+                                                                  "target": "m:C"})(), "/b/rootfs")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z", a.record()["created"])
 
 
 def test_atomic_write(tmp_path):
