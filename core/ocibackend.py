@@ -15,10 +15,10 @@ from .console import connect as connect_console, size_of as console_size
 from .errors import RtError
 
 
-def Cgroup(path: str):
+def Cgroup(path: str, layout=None):
     """rt.core.cgroups.Cgroup, loaded on first use: `start` and `kill` need no cgroup."""
     from .cgroups import Cgroup
-    return Cgroup(path)
+    return Cgroup(path, layout)
 
 
 def normalize_cgroup_path(cgroups_path: str | None, cid: str) -> str:
