@@ -444,6 +444,21 @@ def test_a_plain_bind_over_mounts_is_refused(rt, bundle, mods, work):
         subprocess.run(["umount", os.path.join(src, "sub")], check=True)
 
 
+def _holds(pid: int, path: str) -> bool:
+    """Has process `pid` an fd open on `path`?"""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def test_a_bind_source_swapped_after_create_is_refused(rt, bundle, mods, work):
     """A source the container can write to, replaced by a symlink to host files between create
     and start (or exec), is not followed: the host pins each source's identity at create."""
@@ -471,6 +486,10 @@ def test_a_bind_source_swapped_after_create_is_refused(rt, bundle, mods, work):
     vol = os.path.join(b2, "rootfs", "vol")
     os.makedirs(vol)
     rt("run", "-d", "--bundle", b2, "swap2", check=True, detach=True)
+    pid, deadline = rt.state("swap2")["pid"], time.monotonic() + 30
+    while not _holds(pid, vol):  # the init's own view is pinned: the swap is for the exec to meet
+        assert time.monotonic() < deadline, "the init never opened its bind source"
+        time.sleep(0.05)
     os.rmdir(vol)
     os.symlink("/etc", vol)
     p = rt("exec", "swap2", "/conformance.wasm", "cat", "/vol/hostname")
