@@ -10,7 +10,21 @@ import msgspec
 from .errors import RtError
 
 
-class MountPlan(msgspec.Struct, kw_only=True):
+class _ItemAccess:
+    """API 1.0 compatibility: plans were dicts, so a part still answers part["key"]."""
+    __slots__ = ()
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def __setitem__(self, key, value):
+        setattr(self, key, value)
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+class MountPlan(_ItemAccess, msgspec.Struct, kw_only=True):
     """One mount, made under the rootfs in the container's mount namespace."""
     destination: str  # inside the container; symlinks on the way resolve inside the rootfs
     source: str | None = None  # a host path for binds (resolved against the bundle), else the fs source
@@ -22,15 +36,6 @@ class MountPlan(msgspec.Struct, kw_only=True):
     data: str | list = ""  # the fs options string (for "cgroup-host": (subdir, host dir) pairs)
     idmap: dict | None = None  # {"uid_map", "gid_map"}: an idmapped bind
     rattr: tuple[int, int] = (0, 0)  # mount_setattr(2) (set, clear) with AT_RECURSIVE: rro, rnosuid, ...
-
-    def __getitem__(self, key):
-        return getattr(self, key)
-
-    def __setitem__(self, key, value):
-        setattr(self, key, value)
-
-    def get(self, key, default=None):
-        return getattr(self, key, default)
 
 
 class DevicePlan(msgspec.Struct, array_like=True):
@@ -59,7 +64,7 @@ class CapsPlan(msgspec.Struct):
     ambient: list[int] = []  # raised only when permitted and inheritable
 
 
-class ProcessPlan(msgspec.Struct, kw_only=True):
+class ProcessPlan(_ItemAccess, msgspec.Struct, kw_only=True):
     """The process that the stub execs (the container's init, or an exec'd process)."""
     args: list[str]  # args[0] is looked up in PATH inside the container
     env: list[str] = []  # with HOME set when the spec does not
@@ -74,21 +79,12 @@ class ProcessPlan(msgspec.Struct, kw_only=True):
     ioprio: int | None = None  # ioprio_set(2) value
     affinity: list | None = None  # [initial cpus, final cpus]
 
-    def __getitem__(self, key):
-        return getattr(self, key)
-
-    def __setitem__(self, key, value):
-        setattr(self, key, value)
-
-    def get(self, key, default=None):
-        return getattr(self, key, default)
-
 
 NAMESPACES = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
 CONTAINER_STAGES = ("createContainer", "startContainer")
 
 
-class _Base(msgspec.Struct, kw_only=True):
+class _Base(_ItemAccess, msgspec.Struct, kw_only=True):
     process: ProcessPlan  # what the stub execs last
     join: list[tuple[str, str]] = []  # (type, /proc/PID/ns/... path) to setns, user first
     unshare: list[str] = []  # namespace types to create, user first
@@ -133,9 +129,6 @@ class _Base(msgspec.Struct, kw_only=True):
 
     def __contains__(self, key):
         return key in self.__struct_fields__
-
-    def get(self, key, default=None):
-        return getattr(self, key, default)
 
     def update(self, **kw):
         for k, v in kw.items():
